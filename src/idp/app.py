@@ -1,0 +1,80 @@
+"""The application factory: wires settings, services, routers, middleware and the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from idp.oauth.discovery import metadata_bytes
+from idp.oauth.routes import router as oauth_router
+from idp.observability import RequestContextMiddleware, configure_logging
+from idp.services import Services
+from idp.settings import Settings, get_settings
+from idp.ui.routes import router as ui_router
+from idp.ui.web import error_page
+
+log = logging.getLogger("idp")
+PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        services = Services(settings)
+        app.state.services = services
+        app.state.discovery_bytes = metadata_bytes(settings.issuer)
+        # Keys are created once and then only rotated: a restart never changes the JWKS.
+        await services.db.run(services.keyring.ensure_keys)
+        await services.db.run(services.keyring.load)
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(title="idp", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(oauth_router)
+    app.include_router(ui_router)
+    if settings.demo:
+        from idp.demo import router as demo_router
+        app.include_router(demo_router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "ui" / "static"), name="static")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> Response:
+        try:
+            await request.app.state.services.db.ping()
+        except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
+            log.warning("readiness check failed: database unreachable")
+            return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(OSError)
+    async def database_unavailable(request: Request, exc: Exception) -> Response:
+        # A database outage is never "invalid credentials" and never a bare 500.
+        log.error("database unavailable: %s", type(exc).__name__)
+        if request.url.path.startswith(PAGES):
+            return error_page(request, "The service is temporarily unavailable. Try again in a moment.",
+                              status_code=503)
+        return JSONResponse({"error": "temporarily_unavailable",
+                             "error_description": "the service is temporarily unavailable"},
+                            status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "5"})
+
+    app.add_middleware(RequestContextMiddleware)
+    configure_logging(settings.log_level, settings.log_json)
+    return app

@@ -1,0 +1,186 @@
+"""The `idp` command: serve, migrate, clients, users, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from idp.settings import get_settings
+
+app = typer.Typer(help="idp: an OAuth 2.0 / OpenID Connect identity provider.", no_args_is_help=True)
+clients_app = typer.Typer(help="Register and list OAuth clients.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Signing keys: list and rotate.", no_args_is_help=True)
+app.add_typer(clients_app, name="clients")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="keys")
+console = Console()
+
+
+def _with_services(work):
+    """Run `work(services, db)` in one transaction, then close everything."""
+    from idp.services import Services
+
+    async def main():
+        services = Services(get_settings())
+        try:
+            return await services.db.run(lambda db: work(services, db))
+        finally:
+            await services.close()
+
+    return asyncio.run(main())
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Start the server (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("idp.app:create_app", factory=True, host=host, port=port, workers=workers,
+                proxy_headers=True, log_config=None)
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date, and create signing keys if there are none."""
+    from idp.db.migrate import upgrade
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    _with_services(lambda s, db: s.keyring.ensure_keys(db))
+    console.print("database is up to date")
+
+
+@clients_app.command("add")
+def clients_add(
+    name: Annotated[str, typer.Option(help="Name shown on the consent page")],
+    redirect_uri: Annotated[Optional[list[str]], typer.Option(help="Redirect URI (repeatable)")] = None,
+    post_logout_redirect_uri: Annotated[Optional[list[str]], typer.Option(help="Post-logout redirect URI (repeatable)")] = None,
+    public: Annotated[bool, typer.Option("--public/--confidential", help="Public (no secret) or confidential")] = False,
+    grant_type: Annotated[Optional[list[str]], typer.Option(help="Grant type (repeatable)")] = None,
+    scope: Annotated[Optional[list[str]], typer.Option(help="Allowed scope (repeatable)")] = None,
+    auth_method: Annotated[Optional[str], typer.Option(help="Token endpoint auth method")] = None,
+    first_party: Annotated[bool, typer.Option(help="Skip the consent page")] = False,
+    native: Annotated[bool, typer.Option(help="Native app (loopback redirect with any port)")] = False,
+    id_token_alg: Annotated[str, typer.Option(help="RS256, ES256, Ed25519 or EdDSA")] = "RS256",
+    jwks_file: Annotated[Optional[Path], typer.Option(help="Client public keys for private_key_jwt")] = None,
+    client_id: Annotated[Optional[str], typer.Option(help="Choose the client_id (default: random)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the client, with its secret, as JSON")] = False,
+) -> None:
+    """Register a client. Its secret is printed once and only a keyed hash is stored."""
+    from idp.oauth.clients import ClientError, ClientSpec
+
+    spec = ClientSpec(
+        name=name, redirect_uris=redirect_uri or [], post_logout_redirect_uris=post_logout_redirect_uri or [],
+        public=public, token_endpoint_auth_method=auth_method, first_party=first_party,
+        id_token_signed_response_alg=id_token_alg, client_id=client_id,
+        application_type="native" if native else None,
+        jwks=json.loads(jwks_file.read_text()) if jwks_file else None,
+    )
+    if grant_type:
+        spec.grant_types = grant_type
+    if scope:
+        spec.scopes = scope
+    try:
+        client, secret = _with_services(lambda s, db: s.clients.create(db, spec))
+    except ClientError as exc:
+        _fail(str(exc))
+    shown = _client_dict(client) | {"client_secret": secret}
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for key, value in shown.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
+
+
+def _client_dict(client) -> dict:
+    return {
+        "client_id": client.client_id, "name": client.name, "client_type": client.client_type,
+        "application_type": client.application_type,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
+        "grant_types": client.grant_types, "scopes": client.scopes, "first_party": client.first_party,
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
+    }
+
+
+@clients_app.command("list")
+def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List registered clients (never their secrets)."""
+    clients = _with_services(lambda s, db: s.clients.list(db))
+    if as_json:
+        print(json.dumps([_client_dict(c) for c in clients], indent=2))
+        return
+    table = Table("client_id", "name", "type", "auth method", "first party", "redirect URIs")
+    for c in clients:
+        table.add_row(c.client_id, c.name, c.client_type, c.token_endpoint_auth_method,
+                      "yes" if c.first_party else "no", "\n".join(c.redirect_uris))
+    console.print(table)
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Option()],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
+    name: Annotated[Optional[str], typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an account with a verified email and a password."""
+    from idp.accounts.service import AccountError
+
+    try:
+        user = _with_services(lambda s, db: s.accounts.create_user(db, email=email, password=password, name=name))
+    except AccountError as exc:
+        _fail(str(exc))
+    shown = {"sub": user.id, "email": user.email, "name": user.name}
+    print(json.dumps(shown, indent=2)) if as_json else console.print(shown)
+
+
+@keys_app.command("list")
+def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Signing keys and their state (next, active, retired)."""
+    keys = _with_services(lambda s, db: s.keyring.list_keys(db))
+    rows = [{"kid": k.kid, "alg": k.alg, "status": k.status, "created_at": k.created_at.isoformat(),
+             "expires_at": k.expires_at.isoformat() if k.expires_at else None} for k in keys]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("kid", "alg", "status", "created", "leaves JWKS")
+    for r in rows:
+        table.add_row(r["kid"], r["alg"], r["status"], r["created_at"], r["expires_at"] or "")
+    console.print(table)
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Start signing with the published next keys; keep the old ones until their tokens expire."""
+    promoted = _with_services(lambda s, db: s.keyring.rotate(db))
+    for key in promoted:
+        console.print(f"{key.alg}: now signing with {key.kid}")
+
+
+@app.command()
+def demo() -> None:
+    """Create (once) and print the demo client and user that `make run` signs in with."""
+    from idp.demo import ensure_demo
+
+    settings = get_settings()
+    info = _with_services(lambda s, db: ensure_demo(s, db))
+    console.print("\n[bold]idp is starting[/bold] at " + settings.issuer)
+    console.print(f"  demo user:    [bold]{info['email']}[/bold] / password [bold]{info['password']}[/bold]")
+    console.print(f"  demo client:  client_id [bold]{info['client_id']}[/bold] (public, PKCE) "
+                  f"redirect_uri {info['redirect_uri']}")
+    console.print(f"  try it:       open [bold]{settings.issuer}/_demo[/bold] in a browser\n")

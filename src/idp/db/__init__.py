@@ -1,0 +1,6 @@
+"""Database: the declarative base, the engine and the one-transaction-per-unit-of-work session."""
+
+from idp.db.base import Base, UTCDateTime, new_id, utcnow
+from idp.db.engine import Database
+
+__all__ = ["Base", "Database", "UTCDateTime", "new_id", "utcnow"]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.db import Base, UTCDateTime, new_id, utcnow
+
+
+class FlowState(enum.StrEnum):
+    """States of an authorization interaction (see flows/README.md for the diagram)."""
+
+    LOGIN = "login"  # waiting for the person to authenticate
+    CONSENT = "consent"  # authenticated, waiting for consent
+    COMPLETE = "complete"  # a code was issued; the flow is spent
+    DENIED = "denied"  # the person refused; the flow is spent
+
+
+class AuthorizationFlow(Base):
+    """A validated authorization request waiting for login and/or consent.
+
+    Every step reads and writes this row, so any node can serve any step.
+    """
+
+    __tablename__ = "authorization_flows"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    request: Mapped[dict] = mapped_column(JSON)  # the validated authorization request
+    state: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

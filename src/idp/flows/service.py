@@ -1,0 +1,89 @@
+"""The login interaction: a state machine persisted in `authorization_flows`.
+
+    [authorize] ──needs login──▶ LOGIN ──password ok──▶ CONSENT ──allow──▶ COMPLETE
+         │                         │                      └──deny──▶ DENIED
+         └──needs consent──────────┼────────────▶ CONSENT
+                                   └──no consent needed──▶ COMPLETE
+
+Each transition starts with a guard on the current state; a spent or expired flow is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from idp.db import utcnow
+from idp.flows.models import AuthorizationFlow, FlowState
+from idp.oauth.authorization import ACR_PASSWORD, AuthorizationRequest, Interaction, Redirect
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+
+class FlowError(Exception):
+    """The flow is unknown, expired or not in the state this step needs."""
+
+
+class LoginFailed(Exception):
+    """Wrong login or password (the same answer whether or not the account exists)."""
+
+
+@dataclass
+class LoginResult:
+    outcome: Redirect | Interaction
+    session_cookie: str
+
+
+@dataclass
+class FlowView:
+    """What a page needs to show a step."""
+
+    flow: AuthorizationFlow
+    request: AuthorizationRequest
+    client_name: str
+
+
+class FlowService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState,
+                   *, lock: bool = False) -> FlowView:
+        if not flow_id or len(flow_id) > 64:
+            raise FlowError("unknown flow")
+        query = select(AuthorizationFlow).where(AuthorizationFlow.id == flow_id)
+        if lock:
+            query = query.with_for_update()
+        flow = (await db.execute(query)).scalar_one_or_none()
+        if flow is None or flow.expires_at <= utcnow():
+            raise FlowError("this sign-in link has expired; start again from the application")
+        if flow.state != state:
+            raise FlowError("this step is already done; start again from the application")
+        client = await self.s.clients.get(db, flow.client_id)
+        return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
+
+    async def submit_password(self, db: AsyncSession, flow_id: str | None, login: str,
+                              password: str) -> LoginResult:
+        view = await self.load(db, flow_id, FlowState.LOGIN, lock=True)
+        user = await self.s.accounts.authenticate_password(db, login, password)
+        if user is None:
+            raise LoginFailed()
+        # A new session at every login (no fixation); the old cookie, if any, is simply replaced.
+        session, cookie = await self.s.sessions.start(db, user_id=user.id, amr=["pwd"], acr=ACR_PASSWORD)
+        client = await self.s.clients.get(db, view.flow.client_id)
+        view.flow.user_id, view.flow.session_id = user.id, session.id
+        outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow)
+        return LoginResult(outcome, cookie)
+
+    async def submit_consent(self, db: AsyncSession, flow_id: str | None, allow: bool,
+                             current_session_id: str | None) -> Redirect:
+        view = await self.load(db, flow_id, FlowState.CONSENT, lock=True)
+        session = await self.s.sessions.get(db, view.flow.session_id or "")
+        # Consent is given by the browser that signed in, in a session still alive.
+        if session is None or session.ended_at is not None or session.id != current_session_id:
+            raise FlowError("your session has ended; start again from the application")
+        return await self.s.authorization.after_consent(db, view.request, view.flow, session, allow)

@@ -1,0 +1,12 @@
+"""Imports every model so the metadata is complete (alembic autogenerate and checks)."""
+
+from idp.accounts.models import User  # noqa: F401
+from idp.flows.models import AuthorizationFlow  # noqa: F401
+from idp.keys.models import SigningKey  # noqa: F401
+from idp.oauth.models import (  # noqa: F401
+    AuthorizationCode, Client, Consent, Grant, RefreshToken, RevokedAccessToken, UsedClientAssertion,
+)
+from idp.sessions.models import BrowserSession  # noqa: F401
+from idp.db import Base
+
+metadata = Base.metadata

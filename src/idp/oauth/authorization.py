@@ -1,0 +1,288 @@
+"""The authorization endpoint (RFC 6749 §4.1.1, OIDC Core §3.1.2): validate, decide, issue a code.
+
+The pipeline, in the order the specifications demand:
+1. client and redirect URI — until both are known good, errors go to an error page and never to
+   a redirect (RFC 6749 §4.1.2.1, RFC 9700 §4.11.2);
+2. everything else — errors are redirected to the client with `state` and `iss` (RFC 9207);
+3. the decision — issue a code now, or hand an interaction (login, consent) to the pages, which
+   resume it through `after_authentication` / `after_consent`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from idp.db import utcnow
+from idp.flows.models import AuthorizationFlow, FlowState
+from idp.keys.service import TokenInvalid
+from idp.oauth import consent
+from idp.oauth.clients import redirect_uri_matches
+from idp.oauth.errors import (
+    AccessDenied, ConsentRequired, InvalidRequest, InvalidScope, LoginRequired, OAuthError,
+    RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType,
+)
+from idp.oauth.models import AuthorizationCode, Client
+from idp.oauth.params import MAX_PARAMETER_LENGTH, repeated
+from idp.security import random_token, token_hash
+from idp.sessions.models import BrowserSession
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+PROMPTS = {"none", "login", "consent", "select_account"}
+ACR_PASSWORD = "urn:idp:acr:password"
+_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # BASE64URL(SHA-256(verifier)), RFC 7636 §4.2
+
+
+class ErrorPage(Exception):
+    """An authorization error that must not be redirected: unknown client or bad redirect URI."""
+
+
+class ClientRedirectError(Exception):
+    """An OAuth error to be sent back to the client's (validated) redirect URI."""
+
+    def __init__(self, error: OAuthError, redirect_uri: str, state: str | None, issuer: str) -> None:
+        super().__init__(error.error)
+        params = {**error.as_dict(), "iss": issuer}
+        if state is not None:
+            params["state"] = state
+        self.location = add_query(redirect_uri, params)
+
+
+@dataclass
+class AuthorizationRequest:
+    client_id: str
+    redirect_uri: str
+    redirect_uri_sent: bool
+    scopes: list[str]
+    state: str | None = None
+    nonce: str | None = None
+    code_challenge: str | None = None
+    prompt: list[str] = field(default_factory=list)
+    max_age: int | None = None
+    login_hint: str | None = None
+    hint_sub: str | None = None  # sub of a valid id_token_hint
+    ui_locales: str | None = None
+    acr_values: list[str] = field(default_factory=list)
+
+    @property
+    def scope(self) -> str:
+        return " ".join(self.scopes)
+
+
+@dataclass
+class Redirect:
+    """Send the browser to the client with this URL (a code or an error)."""
+
+    location: str
+
+
+@dataclass
+class Interaction:
+    """Send the browser to a page of ours: `kind` is a FlowState ("login" or "consent")."""
+
+    flow_id: str
+    kind: str
+
+
+def add_query(uri: str, params: dict[str, str]) -> str:
+    """Append response parameters, keeping a query the registered URI already has (RFC 6749 §3.1.2)."""
+    return uri + ("&" if "?" in uri else "?") + urlencode(params)
+
+
+class AuthorizationService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+        self.issuer = services.settings.issuer
+
+    # ---- 1 + 2: validation ------------------------------------------------------------------
+
+    async def validate(self, db: AsyncSession, items: list[tuple[str, str]]) -> AuthorizationRequest:
+        twice = repeated(items)
+        params = {name: value for name, value in reversed(items) if value != ""}
+
+        if "client_id" in twice or "client_id" not in params:
+            raise ErrorPage("client_id is missing or repeated")
+        client = await self.s.clients.get(db, params["client_id"])
+        if client is None:
+            raise ErrorPage("unknown client")
+        if "redirect_uri" in twice:
+            raise ErrorPage("redirect_uri is repeated")
+        redirect_uri = params.get("redirect_uri")
+        if redirect_uri is not None:
+            if not redirect_uri_matches(client, redirect_uri):
+                raise ErrorPage("redirect_uri is not registered for this client")
+        elif len(client.redirect_uris) == 1 and "openid" not in params.get("scope", "").split():
+            redirect_uri = client.redirect_uris[0]  # RFC 6749 §3.1.2.3; OIDC always requires it
+        else:
+            raise ErrorPage("redirect_uri is required")
+
+        state = params.get("state") if "state" not in twice else None
+
+        def fail(error: OAuthError) -> ClientRedirectError:
+            return ClientRedirectError(error, redirect_uri, state, self.issuer)
+
+        if "id_token_hint" in params:
+            await self.s.keyring.load(db)
+        try:
+            return self._validate_rest(client, params, twice, redirect_uri, state)
+        except OAuthError as error:
+            raise fail(error) from None
+
+    def _validate_rest(self, client: Client, params: dict[str, str], twice: set[str],
+                       redirect_uri: str, state: str | None) -> AuthorizationRequest:
+        if twice:
+            raise InvalidRequest(f"parameters repeated: {', '.join(sorted(twice))}")
+        too_long = [name for name, value in params.items() if len(value) > MAX_PARAMETER_LENGTH]
+        if too_long:
+            raise InvalidRequest(f"parameter too long: {too_long[0]}")
+        if "request" in params:
+            raise RequestNotSupported("request objects are not supported")
+        if "request_uri" in params:
+            raise RequestUriNotSupported("request_uri is not supported")
+        response_type = params.get("response_type")
+        if response_type is None:
+            raise InvalidRequest("response_type is required")
+        if response_type != "code":
+            # Code flow only: no implicit or hybrid (RFC 9700 §2.1.2).
+            raise UnsupportedResponseType("only response_type=code is supported")
+        if "authorization_code" not in client.grant_types:
+            raise UnauthorizedClient("client may not use the authorization code grant")
+        if params.get("response_mode", "query") != "query":
+            raise InvalidRequest("only response_mode=query is supported")
+
+        scope = params.get("scope")
+        if scope is None:
+            raise InvalidScope("scope is required")
+        scopes = list(dict.fromkeys(scope.split()))
+        unknown = [s for s in scopes if s not in client.scopes]
+        if unknown:
+            raise InvalidScope(f"scope not allowed for this client: {' '.join(unknown)}")
+
+        challenge, method = params.get("code_challenge"), params.get("code_challenge_method")
+        if method is not None and method != "S256":
+            raise InvalidRequest("code_challenge_method must be S256")
+        if challenge is None:
+            if method is not None:
+                raise InvalidRequest("code_challenge_method without code_challenge")
+            if client.client_type == "public":
+                raise InvalidRequest("PKCE (code_challenge with S256) is required for public clients")
+        elif method is None:
+            # RFC 7636 §4.3 defaults to "plain", which we refuse.
+            raise InvalidRequest("code_challenge_method=S256 is required")
+        elif not _CHALLENGE.match(challenge):
+            raise InvalidRequest("code_challenge must be a base64url SHA-256 value")
+
+        prompt = list(dict.fromkeys(params.get("prompt", "").split()))
+        if set(prompt) - PROMPTS:
+            raise InvalidRequest("unsupported prompt value")
+        if "none" in prompt and len(prompt) > 1:
+            raise InvalidRequest("prompt=none cannot be combined with other values")
+
+        max_age = params.get("max_age")
+        if max_age is not None and not (max_age.isdigit() and len(max_age) < 10):
+            raise InvalidRequest("max_age must be a non-negative integer")
+
+        hint_sub = None
+        if "id_token_hint" in params:
+            try:
+                claims = self.s.keyring.verify(params["id_token_hint"], issuer=self.issuer, check_expiry=False)
+            except TokenInvalid:
+                raise InvalidRequest("id_token_hint is not an ID token we issued") from None
+            hint_sub = claims.get("sub")
+
+        return AuthorizationRequest(
+            client_id=client.client_id, redirect_uri=redirect_uri,
+            redirect_uri_sent="redirect_uri" in params, scopes=scopes, state=state,
+            nonce=params.get("nonce"), code_challenge=challenge, prompt=prompt,
+            max_age=int(max_age) if max_age is not None else None,
+            login_hint=params.get("login_hint"), hint_sub=hint_sub,
+            ui_locales=params.get("ui_locales"), acr_values=params.get("acr_values", "").split(),
+        )
+
+    # ---- 3: the decision -----------------------------------------------------------------------
+
+    async def begin(self, db: AsyncSession, items: list[tuple[str, str]],
+                    session: BrowserSession | None) -> Redirect | Interaction:
+        request = await self.validate(db, items)
+        client = await self.s.clients.get(db, request.client_id)
+        login_needed = (
+            session is None
+            or {"login", "select_account"} & set(request.prompt)
+            or (request.max_age is not None
+                and time.time() - session.auth_time.timestamp() > request.max_age)
+            or (request.hint_sub is not None and request.hint_sub != session.user_id)
+        )
+        if "none" in request.prompt:
+            if login_needed:
+                raise self._to_client(request, LoginRequired("the user is not signed in"))
+            if not await consent.covers(db, session.user_id, client, request.scopes):
+                raise self._to_client(request, ConsentRequired("the user has not consented"))
+            return Redirect(await self._issue_code(db, request, session))
+        if login_needed:
+            return await self._new_flow(db, request, FlowState.LOGIN, None)
+        return await self.after_authentication(db, request, client, session, None)
+
+    async def after_authentication(self, db: AsyncSession, request: AuthorizationRequest,
+                                   client: Client, session: BrowserSession,
+                                   flow: AuthorizationFlow | None) -> Redirect | Interaction:
+        """The person is known: ask for consent if needed, else issue the code."""
+        needs_consent = "consent" in request.prompt or not await consent.covers(
+            db, session.user_id, client, request.scopes)
+        if needs_consent:
+            if flow is None:
+                return await self._new_flow(db, request, FlowState.CONSENT, session)
+            flow.state, flow.user_id, flow.session_id = FlowState.CONSENT, session.user_id, session.id
+            return Interaction(flow.id, FlowState.CONSENT)
+        if flow is not None:
+            flow.state = FlowState.COMPLETE
+        return Redirect(await self._issue_code(db, request, session))
+
+    async def after_consent(self, db: AsyncSession, request: AuthorizationRequest,
+                            flow: AuthorizationFlow, session: BrowserSession, allow: bool) -> Redirect:
+        if not allow:
+            flow.state = FlowState.DENIED
+            return Redirect(self._to_client(request, AccessDenied("the user denied the request")).location)
+        await consent.remember(db, session.user_id, request.client_id, request.scopes)
+        flow.state = FlowState.COMPLETE
+        return Redirect(await self._issue_code(db, request, session))
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _to_client(self, request: AuthorizationRequest, error: OAuthError) -> ClientRedirectError:
+        return ClientRedirectError(error, request.redirect_uri, request.state, self.issuer)
+
+    async def _new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState,
+                        session: BrowserSession | None) -> Interaction:
+        flow = AuthorizationFlow(
+            client_id=request.client_id, request=asdict(request), state=state,
+            user_id=session.user_id if session else None, session_id=session.id if session else None,
+            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
+        )
+        db.add(flow)
+        await db.flush()
+        return Interaction(flow.id, state)
+
+    async def _issue_code(self, db: AsyncSession, request: AuthorizationRequest,
+                          session: BrowserSession) -> str:
+        code = random_token("idpac_")
+        db.add(AuthorizationCode(
+            code_hash=token_hash(code), client_id=request.client_id, user_id=session.user_id,
+            session_id=session.id, redirect_uri=request.redirect_uri if request.redirect_uri_sent else None,
+            scope=request.scope, nonce=request.nonce, code_challenge=request.code_challenge,
+            auth_time=session.auth_time, amr=session.amr, acr=session.acr,
+            expires_at=utcnow() + timedelta(seconds=self.s.settings.code_ttl),
+        ))
+        await db.flush()
+        params = {"code": code}
+        if request.state is not None:
+            params["state"] = request.state
+        params["iss"] = self.issuer  # RFC 9207 §2
+        return add_query(request.redirect_uri, params)

@@ -1,0 +1,57 @@
+"""What every grant receives, and the steps they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from idp.db import utcnow
+from idp.oauth.errors import InvalidScope
+from idp.oauth.models import Client, Grant, RefreshToken
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+
+@dataclass
+class TokenRequest:
+    db: AsyncSession
+    client: Client
+    params: dict[str, str]
+    services: Services
+
+
+def token_response(access_token: str, expires_in: int, scope: str, **extra: str | None) -> dict:
+    """RFC 6749 §5.1 successful response."""
+    body = {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in, "scope": scope}
+    body.update({name: value for name, value in extra.items() if value is not None})
+    return body
+
+
+def narrowed_scope(requested: str | None, granted: str) -> str:
+    """RFC 6749 §6: a refresh request may ask for the same or fewer scopes, never more."""
+    if requested is None:
+        return granted
+    asked, allowed = requested.split(), set(granted.split())
+    if not set(asked) <= allowed:
+        raise InvalidScope("scope exceeds what was granted")
+    return " ".join(dict.fromkeys(asked))
+
+
+async def revoke_grant(db: AsyncSession, grant_id: str | None) -> None:
+    """End a token family: the grant (so its access tokens fail introspection and userinfo) and
+    every refresh token in it."""
+    if grant_id is None:
+        return
+    now = utcnow()
+    await db.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now))
+    await db.execute(update(RefreshToken).where(RefreshToken.grant_id == grant_id,
+                                                RefreshToken.used_at.is_(None)).values(used_at=now))
+
+
+def wants_refresh_token(client: Client, scope: str) -> bool:
+    """Refresh tokens go to clients allowed the grant that were granted offline_access (OIDC Core §11)."""
+    return "refresh_token" in client.grant_types and "offline_access" in scope.split()

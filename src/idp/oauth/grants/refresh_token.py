@@ -1,0 +1,62 @@
+"""RFC 6749 §6 refresh, rotated on every use; a replayed token revokes its family (RFC 9700 §4.14.2)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+
+from idp.accounts.service import user_claims
+from idp.db import utcnow
+from idp.oauth.errors import InvalidGrant, InvalidRequest
+from idp.oauth.grants.base import TokenRequest, narrowed_scope, revoke_grant, token_response
+from idp.oauth.models import Grant, RefreshToken
+from idp.security import token_hash
+
+GRANT_TYPE = "refresh_token"
+
+
+async def handle(request: TokenRequest) -> dict:
+    db, client, params, services = request.db, request.client, request.params, request.services
+    presented = params.get("refresh_token")
+    if presented is None:
+        raise InvalidRequest("refresh_token is required")
+    presented_hash = token_hash(presented)
+    row = (await db.execute(select(RefreshToken).where(RefreshToken.token_hash == presented_hash))).scalar_one_or_none()
+    now = utcnow()
+    if row is None or row.client_id != client.client_id:
+        # Another client's token is treated as unknown: it must not revoke that client's family.
+        raise InvalidGrant("unknown refresh token")
+    if row.used_at is not None:
+        await revoke_grant(db, row.grant_id)
+        raise InvalidGrant("refresh token already used; its token family is revoked", keeps_changes=True)
+    if row.expires_at <= now:
+        raise InvalidGrant("refresh token expired")
+    grant = await db.get(Grant, row.grant_id)
+    if grant is None or grant.revoked_at is not None:
+        raise InvalidGrant("refresh token revoked")
+    scope = narrowed_scope(params.get("scope"), row.scope)
+    user = await services.accounts.get(db, grant.user_id)
+    if user is None:
+        raise InvalidGrant("the account no longer exists")
+
+    # Rotate atomically: of parallel refreshes with one token, one wins; the others are replays.
+    rotated = await db.execute(
+        update(RefreshToken).where(RefreshToken.token_hash == presented_hash, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if rotated.rowcount != 1:
+        await revoke_grant(db, row.grant_id)
+        raise InvalidGrant("refresh token already used; its token family is revoked", keeps_changes=True)
+
+    minter = services.minter
+    scopes = set(scope.split())
+    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant)
+    id_token = None
+    if "openid" in scopes:
+        # OIDC Core §12.2: same iss, sub, aud, auth_time; a new iat; no nonce.
+        id_token = minter.id_token(
+            client_id=client.client_id, alg=client.id_token_signed_response_alg, grant=grant,
+            access_token=access_token, extra_claims=user_claims(user, scopes), nonce=None,
+        )
+    # The new refresh token keeps the original scope, so a narrowed request can widen again later.
+    refresh = minter.new_refresh_token(db, grant, row.scope, now)
+    return token_response(access_token, minter.access_ttl, scope, id_token=id_token, refresh_token=refresh)

@@ -1,0 +1,156 @@
+"""Protocol endpoints. Each parses the request, calls one service, renders JSON or a redirect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from idp.oauth.authorization import ClientRedirectError, ErrorPage, Redirect
+from idp.oauth.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
+from idp.oauth.params import single_valued
+from idp.ui.routes import current_session
+from idp.ui.web import error_page, services
+
+router = APIRouter(include_in_schema=False)
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
+
+
+def oauth_error_response(error: OAuthError, *, basic_auth: bool = False) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if isinstance(error, InvalidClient) and basic_auth:
+        headers["WWW-Authenticate"] = 'Basic realm="idp"'  # RFC 6749 §5.2
+    if isinstance(error, InvalidToken) or error.status_code == 403:
+        # RFC 6750 §3
+        headers["WWW-Authenticate"] = f'Bearer error="{error.error}"'
+    return JSONResponse(error.as_dict(), status_code=error.status_code, headers=headers)
+
+
+async def _form_items(request: Request) -> list[tuple[str, str]]:
+    """RFC 6749 §3.2: token-side requests are application/x-www-form-urlencoded."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != FORM:
+        raise InvalidRequest("content type must be application/x-www-form-urlencoded")
+    return [(name, str(value)) for name, value in (await request.form()).multi_items()]
+
+
+# ---- discovery and keys ------------------------------------------------------------------------
+
+@router.get("/.well-known/openid-configuration")
+@router.get("/.well-known/oauth-authorization-server")
+async def discovery(request: Request) -> Response:
+    return Response(request.app.state.discovery_bytes, media_type="application/json",
+                    headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+
+
+@router.get("/jwks")
+async def jwks(request: Request) -> Response:
+    s = services(request)
+    await s.db.run(s.keyring.load)
+    # Short cache: a rotation publishes the next key long before it signs, so 5 minutes is safe.
+    return Response(s.keyring.jwks_bytes, media_type="application/jwk-set+json",
+                    headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+
+
+# ---- authorization endpoint --------------------------------------------------------------------
+
+@router.api_route("/authorize", methods=["GET", "POST"])
+async def authorize(request: Request) -> Response:
+    s = services(request)
+    items = list(request.query_params.multi_items())
+    if request.method == "POST":  # OIDC Core §3.1.2.1: GET and POST must both be supported
+        items = [(name, str(value)) for name, value in (await request.form()).multi_items()]
+
+    async def work(db):
+        return await s.authorization.begin(db, items, await current_session(request, db))
+
+    try:
+        outcome = await s.db.run(work)
+    except ErrorPage as exc:
+        return error_page(request, str(exc))
+    except ClientRedirectError as exc:
+        return RedirectResponse(exc.location, status_code=303 if request.method == "POST" else 302)
+    if isinstance(outcome, Redirect):
+        return RedirectResponse(outcome.location, status_code=303 if request.method == "POST" else 302)
+    return RedirectResponse(f"/{outcome.kind}?flow={outcome.flow_id}", status_code=303)
+
+
+# ---- token endpoint ----------------------------------------------------------------------------
+
+@router.post("/token")
+async def token(request: Request) -> Response:
+    s = services(request)
+    authorization = request.headers.get("authorization")
+    try:
+        items = await _form_items(request)
+        body = await s.db.run(lambda db: s.tokens.exchange(db, items, authorization))
+    except OAuthError as error:
+        return oauth_error_response(error, basic_auth=bool(authorization))
+    return JSONResponse(body, headers=NO_STORE)
+
+
+# ---- userinfo, introspection, revocation -------------------------------------------------------
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+@router.api_route("/userinfo", methods=["GET", "POST"])
+async def userinfo(request: Request) -> Response:
+    s = services(request)
+    token_value = _bearer(request)
+    try:
+        if token_value is None and request.method == "POST":
+            # RFC 6750 §2.2: the form-encoded body parameter, when no header is used.
+            content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if content_type == FORM:
+                token_value = single_valued(await _form_items(request)).get("access_token")
+        claims = await s.db.run(lambda db: s.resources.userinfo(db, token_value))
+    except OAuthError as error:
+        if not isinstance(error, InvalidToken) and error.status_code == 400:
+            error = InvalidToken(error.description)
+        return oauth_error_response(error)
+    return JSONResponse(claims, headers=NO_STORE)
+
+
+async def _client_call(request: Request, action) -> Response:
+    s = services(request)
+    authorization = request.headers.get("authorization")
+    try:
+        params = single_valued(await _form_items(request))
+
+        async def work(db):
+            client = await s.clients.authenticate(db, params, authorization)
+            return await action(db, client, params.get("token"))
+
+        body = await s.db.run(work)
+    except OAuthError as error:
+        return oauth_error_response(error, basic_auth=bool(authorization))
+    return JSONResponse(body if body is not None else {}, headers=NO_STORE)
+
+
+@router.post("/introspect")
+async def introspect(request: Request) -> Response:
+    s = services(request)
+
+    async def action(db, client, token_value):
+        if client.client_type != "confidential":
+            raise InvalidClient("introspection requires a confidential client")
+        return await s.resources.introspect(db, client, token_value)
+
+    return await _client_call(request, action)
+
+
+@router.post("/revoke")
+async def revoke(request: Request) -> Response:
+    s = services(request)
+
+    async def action(db, client, token_value):
+        if token_value is None:
+            raise InvalidRequest("token is required")
+        await s.resources.revoke(db, client, token_value)
+
+    return await _client_call(request, action)
