@@ -10,6 +10,7 @@ Each transition starts with a guard on the current state; a spent or expired flo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ from idp.oauth.authorization import ACR_PASSWORD, AuthorizationRequest, Interact
 
 if TYPE_CHECKING:
     from idp.services import Services
+
+
+_FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the alphabet of db.new_id()
 
 
 class FlowError(Exception):
@@ -53,7 +57,7 @@ class FlowService:
 
     async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState,
                    *, lock: bool = False) -> FlowView:
-        if not flow_id or len(flow_id) > 64:
+        if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
             raise FlowError("unknown flow")
         query = select(AuthorizationFlow).where(AuthorizationFlow.id == flow_id)
         if lock:
@@ -67,12 +71,17 @@ class FlowService:
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
 
     async def submit_password(self, db: AsyncSession, flow_id: str | None, login: str,
-                              password: str) -> LoginResult:
+                              password: str, previous_cookie: str | None = None) -> LoginResult:
         view = await self.load(db, flow_id, FlowState.LOGIN, lock=True)
-        user = await self.s.accounts.authenticate_password(db, login, password)
+        # No email holds a NUL, and PostgreSQL text cannot: look up nothing, but still spend the
+        # hash, so the answer and its timing are those of any unknown login.
+        user = await self.s.accounts.authenticate_password(db, "" if "\x00" in login else login, password)
         if user is None:
             raise LoginFailed()
-        # A new session at every login (no fixation); the old cookie, if any, is simply replaced.
+        # A new session at every login (no fixation), and the one it replaces ends (ASVS 7.2.4).
+        previous = await self.s.sessions.from_cookie(db, previous_cookie)
+        if previous is not None:
+            await self.s.sessions.end(db, previous.id)
         session, cookie = await self.s.sessions.start(db, user_id=user.id, amr=["pwd"], acr=ACR_PASSWORD)
         client = await self.s.clients.get(db, view.flow.client_id)
         view.flow.user_id, view.flow.session_id = user.id, session.id

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 PROMPTS = {"none", "login", "consent", "select_account"}
 ACR_PASSWORD = "urn:idp:acr:password"
-_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # BASE64URL(SHA-256(verifier)), RFC 7636 §4.2
+_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # BASE64URL(SHA-256(verifier)), RFC 7636 §4.2
+_MAX_AGE = re.compile(r"[0-9]{1,9}")
 
 
 class ErrorPage(Exception):
@@ -108,9 +109,11 @@ class AuthorizationService:
         twice = repeated(items)
         params = {name: value for name, value in reversed(items) if value != ""}
 
-        if "client_id" in twice or "client_id" not in params:
+        client_id = params.get("client_id")
+        if "client_id" in twice or client_id is None:
             raise ErrorPage("client_id is missing or repeated")
-        client = await self.s.clients.get(db, params["client_id"])
+        # No client_id holds a NUL, and PostgreSQL text cannot: it must not reach the query.
+        client = None if "\x00" in client_id else await self.s.clients.get(db, client_id)
         if client is None:
             raise ErrorPage("unknown client")
         if "redirect_uri" in twice:
@@ -143,6 +146,9 @@ class AuthorizationService:
         too_long = [name for name, value in params.items() if len(value) > MAX_PARAMETER_LENGTH]
         if too_long:
             raise InvalidRequest(f"parameter too long: {too_long[0]}")
+        if any("\x00" in value for value in params.values()):
+            # It would only fail later, when PostgreSQL stores the code's nonce or scope.
+            raise InvalidRequest("parameters must not contain NUL characters")
         if "request" in params:
             raise RequestNotSupported("request objects are not supported")
         if "request_uri" in params:
@@ -177,7 +183,7 @@ class AuthorizationService:
         elif method is None:
             # RFC 7636 §4.3 defaults to "plain", which we refuse.
             raise InvalidRequest("code_challenge_method=S256 is required")
-        elif not _CHALLENGE.match(challenge):
+        elif not _CHALLENGE.fullmatch(challenge):
             raise InvalidRequest("code_challenge must be a base64url SHA-256 value")
 
         prompt = list(dict.fromkeys(params.get("prompt", "").split()))
@@ -187,13 +193,14 @@ class AuthorizationService:
             raise InvalidRequest("prompt=none cannot be combined with other values")
 
         max_age = params.get("max_age")
-        if max_age is not None and not (max_age.isdigit() and len(max_age) < 10):
+        if max_age is not None and not _MAX_AGE.fullmatch(max_age):  # str.isdigit() accepts "²"
             raise InvalidRequest("max_age must be a non-negative integer")
 
         hint_sub = None
         if "id_token_hint" in params:
             try:
-                claims = self.s.keyring.verify(params["id_token_hint"], issuer=self.issuer, check_expiry=False)
+                claims = self.s.keyring.verify(params["id_token_hint"], typ="jwt", issuer=self.issuer,
+                                             check_expiry=False)
             except TokenInvalid:
                 raise InvalidRequest("id_token_hint is not an ID token we issued") from None
             hint_sub = claims.get("sub")
@@ -234,6 +241,13 @@ class AuthorizationService:
                                    client: Client, session: BrowserSession,
                                    flow: AuthorizationFlow | None) -> Redirect | Interaction:
         """The person is known: ask for consent if needed, else issue the code."""
+        if request.hint_sub is not None and request.hint_sub != session.user_id:
+            # OIDC Core §3.1.2.1 id_token_hint: the client asked about one person and another
+            # signed in; it must not receive a code for someone it did not ask about.
+            if flow is not None:
+                flow.state = FlowState.DENIED
+            return Redirect(self._to_client(request, LoginRequired(
+                "the signed-in user is not the one named by id_token_hint")).location)
         needs_consent = "consent" in request.prompt or not await consent.covers(
             db, session.user_id, client, request.scopes)
         if needs_consent:

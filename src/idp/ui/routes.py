@@ -63,7 +63,8 @@ async def login_submit(request: Request) -> Response:
     if not csrf.valid(form.get("csrf_token"), str(flow_id)):
         return error_page(request, "The form expired. Go back to the application and try again.", status_code=403)
     try:
-        result = await s.db.run(lambda db: s.flows.submit_password(db, flow_id, username, password))
+        result = await s.db.run(lambda db: s.flows.submit_password(
+            db, flow_id, username, password, get_cookie(request, SESSION_COOKIE)))
     except FlowError as exc:
         return error_page(request, str(exc))
     except LoginFailed:
