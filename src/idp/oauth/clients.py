@@ -6,22 +6,26 @@ import base64
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.models import User
 from idp.keys.service import TokenInvalid, verify_with_client_keys
-from idp.oauth.errors import InvalidClient, InvalidRequest
+from idp.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from idp.oauth.models import Client, UsedClientAssertion
 from idp.security import keyed_hash, random_token, same
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 ID_TOKEN_ALGS = ("RS256", "ES256", "Ed25519", "EdDSA")
+T = TypeVar("T")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 # RFC 8252 §7.3: loopback redirects use an IP literal; only the port may vary at request time.
@@ -120,7 +124,12 @@ class ClientService:
             raise ClientError(f"unsupported ID token algorithm: {spec.id_token_signed_response_alg}")
         for uri in spec.redirect_uris + spec.post_logout_redirect_uris:
             _check_redirect_uri(uri, native)
-        secret = None if spec.public else random_token("idpcs_")
+        if spec.client_id is not None and await db.get(User, spec.client_id) is not None:
+            # RFC 9700 §4.15: a client_credentials token's sub is the client_id; it must never
+            # be mistaken for a user's sub.
+            raise ClientError("client_id must not equal a user's subject identifier")
+        # Only the secret methods get a secret: a private_key_jwt client's credential is its key.
+        secret = random_token("idpcs_") if method in ("client_secret_basic", "client_secret_post") else None
         client = Client(
             client_id=spec.client_id or random_token("idpc_", 16), name=spec.name,
             secret_hash=self._hash_secret(secret) if secret else None,
@@ -140,8 +149,8 @@ class ClientService:
         return client, secret
 
     async def get(self, db: AsyncSession, client_id: str | None) -> Client | None:
-        if not client_id or len(client_id) > 100:
-            return None
+        if not client_id or len(client_id) > 100 or "\x00" in client_id:
+            return None  # PostgreSQL text cannot hold NUL: such an id is no client, not a DB error
         return await db.get(Client, client_id)
 
     async def list(self, db: AsyncSession) -> list[Client]:
@@ -189,7 +198,8 @@ class ClientService:
         try:
             payload = form["client_assertion"].split(".")[1]
             claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            return claims.get("sub") if isinstance(claims, dict) else None
+            sub = claims.get("sub") if isinstance(claims, dict) else None
+            return sub if isinstance(sub, str) else None
         except (IndexError, ValueError):
             raise InvalidClient("malformed client assertion") from None
 
@@ -202,20 +212,37 @@ class ClientService:
             raise InvalidClient("client assertion signature invalid") from None
         now = int(time.time())
         audience = claims.get("aud")
-        audiences = set(audience) if isinstance(audience, list) else {audience}
+        audience = audience if isinstance(audience, list) else [audience]
+        audiences = {aud for aud in audience if isinstance(aud, str)}
         exp, jti = claims.get("exp"), claims.get("jti")
         if (claims.get("iss") != client.client_id or claims.get("sub") != client.client_id
                 or not audiences & self._audiences or not isinstance(exp, int) or exp <= now
                 or exp > now + self._assertion_max_age or not isinstance(jti, str) or not jti
-                or len(jti) > 255):
+                or len(jti) > 255 or "\x00" in jti):
             raise InvalidClient("client assertion claims invalid")
-        db.add(UsedClientAssertion(client_id=client.client_id, jti=jti,
-                                   expires_at=datetime.fromtimestamp(exp, UTC)))
         try:
             async with db.begin_nested():
-                await db.flush()
+                db.add(UsedClientAssertion(client_id=client.client_id, jti=jti,
+                                           expires_at=datetime.fromtimestamp(exp, UTC)))
         except IntegrityError:
             raise InvalidClient("client assertion replayed") from None
+
+
+async def after_authentication(db: AsyncSession, client: Client, work: Callable[[], Awaitable[T]]) -> T:
+    """Run what an authenticated request asks for. A private_key_jwt assertion stays spent even
+    when that work fails (OIDC Core §9: "These tokens MUST only be used once"): the work runs in a
+    savepoint, so its failure undoes only its own writes, and the error keeps the recorded jti."""
+    if client.token_endpoint_auth_method != "private_key_jwt":
+        return await work()
+    savepoint = await db.begin_nested()
+    try:
+        result = await work()
+    except OAuthError as error:
+        await (savepoint.commit() if error.keeps_changes else savepoint.rollback())
+        error.keeps_changes = True
+        raise
+    await savepoint.commit()
+    return result
 
 
 def _parse_basic(authorization: str | None) -> tuple[str, str] | None:

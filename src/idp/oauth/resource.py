@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.service import user_claims
@@ -92,8 +93,12 @@ class ResourceService:
             return
         claims = await self.access_token_claims(db, token)
         if claims is not None and claims.get("client_id") == client.client_id:
-            if await db.get(RevokedAccessToken, claims["jti"]) is None:
-                db.add(RevokedAccessToken(jti=claims["jti"], expires_at=datetime.fromtimestamp(claims["exp"], UTC)))
+            try:
+                async with db.begin_nested():
+                    db.add(RevokedAccessToken(jti=claims["jti"],
+                                              expires_at=datetime.fromtimestamp(claims["exp"], UTC)))
+            except IntegrityError:
+                pass  # revoked by a parallel request: the token is revoked either way
 
     async def _live_refresh_token(self, db: AsyncSession, token: str) -> RefreshToken | None:
         row = (await db.execute(select(RefreshToken).where(

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from idp.oauth.authorization import ClientRedirectError, ErrorPage, Redirect
+from idp.oauth.clients import after_authentication
 from idp.oauth.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from idp.oauth.params import single_valued
 from idp.ui.routes import current_session
@@ -124,7 +125,7 @@ async def _client_call(request: Request, action) -> Response:
 
         async def work(db):
             client = await s.clients.authenticate(db, params, authorization)
-            return await action(db, client, params.get("token"))
+            return await after_authentication(db, client, lambda: action(db, client, params.get("token")))
 
         body = await s.db.run(work)
     except OAuthError as error:

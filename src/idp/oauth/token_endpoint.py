@@ -6,8 +6,10 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.oauth.clients import after_authentication
 from idp.oauth.errors import InvalidRequest, UnauthorizedClient, UnsupportedGrantType
 from idp.oauth.grants import GRANTS, TokenRequest
+from idp.oauth.models import Client
 from idp.oauth.params import single_valued
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ class TokenEndpoint:
                        authorization: str | None) -> dict:
         params = single_valued(items)
         client = await self.s.clients.authenticate(db, params, authorization)
+        return await after_authentication(db, client, lambda: self._grant(db, client, params))
+
+    async def _grant(self, db: AsyncSession, client: Client, params: dict[str, str]) -> dict:
         grant_type = params.get("grant_type")
         if grant_type is None:
             raise InvalidRequest("grant_type is required")
