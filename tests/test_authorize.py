@@ -149,6 +149,7 @@ async def test_reversed_scope_and_parameter_order_succeeds(http, rp):
 @pytest.mark.parametrize("name, value", [
     ("display", "page"), ("display", "popup"), ("ui_locales", "fi-FI sv en"), ("claims_locales", "fi en"),
     ("acr_values", "urn:mace:incommon:iap:silver urn:idp:acr:password"), ("login_hint", "someone@example.com"),
+    ("claims", '{"userinfo": {"name": {"essential": true}}}'),  # oidcc-claims-essential
 ])
 async def test_optional_oidc_parameters_are_accepted(http, rp, name, value):
     client = await rp.register()
