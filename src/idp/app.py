@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,8 +55,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
+        services = request.app.state.services
         try:
-            await request.app.state.services.db.ping()
+            # Bounded: a database that accepts connections but never answers (a firewall drop, a
+            # wedged server) must fail the probe, not hang it for the driver's 60 s connect timeout.
+            await asyncio.wait_for(services.db.ping(), timeout=services.settings.db_pool_timeout)
         except Exception:  # noqa: BLE001 - any failure to reach the database means not ready
             log.warning("readiness check failed: database unreachable")
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)

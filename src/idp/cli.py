@@ -20,15 +20,31 @@ keys_app = typer.Typer(help="Signing keys: list and rotate.", no_args_is_help=Tr
 app.add_typer(clients_app, name="clients")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
-console = Console()
+console = Console(soft_wrap=True)
+errors = Console(stderr=True, soft_wrap=True)  # errors never mix into --json output on stdout
+
+
+def _settings():
+    """The settings, with the key-encryption key checked up front: a missing or malformed
+    IDP_KEK (or another bad IDP_* value) is a one-line error, not a traceback halfway through."""
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+        settings.key_encryption_key()
+    except (RuntimeError, ValueError, ValidationError) as exc:
+        _fail(str(exc))
+    return settings
 
 
 def _with_services(work):
     """Run `work(services, db)` in one transaction, then close everything."""
     from idp.services import Services
 
+    settings = _settings()
+
     async def main():
-        services = Services(get_settings())
+        services = Services(settings)
         try:
             return await services.db.run(lambda db: work(services, db))
         finally:
@@ -38,7 +54,7 @@ def _with_services(work):
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    errors.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code=1)
 
 
@@ -56,7 +72,7 @@ def migrate() -> None:
     """Bring the database schema up to date, and create signing keys if there are none."""
     from idp.db.migrate import upgrade
 
-    settings = get_settings()
+    settings = _settings()
     if settings.is_sqlite:
         Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)

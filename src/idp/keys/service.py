@@ -17,7 +17,7 @@ from datetime import timedelta
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.db import new_id, utcnow
@@ -31,6 +31,8 @@ ALG_FAMILY = {"RS256": "RS256", "ES256": "ES256", "Ed25519": "Ed25519", "EdDSA":
 SIGNING_ALGS = tuple(ALG_FAMILY)
 
 ACTIVE, NEXT, RETIRED = "active", "next", "retired"
+# PostgreSQL advisory lock that serialises key creation and rotation across nodes and processes.
+_KEY_CHANGE_LOCK = 0x69647000_6b657973  # "idp\0keys"
 
 
 class TokenInvalid(Exception):
@@ -83,8 +85,17 @@ class KeyRing:
             activated_at=utcnow() if status == ACTIVE else None,
         )
 
+    async def _lock_key_changes(self, db: AsyncSession) -> None:
+        """One key change at a time. Without it, two concurrent rotations on PostgreSQL each retire
+        the active key and neither sees the other's new next key, leaving no active key at all;
+        and workers starting together on an empty database each create their own keys. SQLite
+        needs nothing: every write transaction there begins with BEGIN IMMEDIATE."""
+        if db.get_bind().dialect.name == "postgresql":
+            await db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _KEY_CHANGE_LOCK})
+
     async def ensure_keys(self, db: AsyncSession) -> bool:
         """Create an active and a next key for every family that lacks them. True if any was made."""
+        await self._lock_key_changes(db)
         rows = (await db.execute(select(SigningKey).where(SigningKey.status.in_((ACTIVE, NEXT))))).scalars()
         have = {(row.alg, row.status) for row in rows}
         created = False
@@ -100,7 +111,7 @@ class KeyRing:
 
     async def rotate(self, db: AsyncSession) -> list[SigningKey]:
         """Promote each family's next key; retire the old active one. Returns the new active keys."""
-        await self.ensure_keys(db)
+        await self.ensure_keys(db)  # takes the key-change lock, held until this transaction ends
         now = utcnow()
         rows = (await db.execute(
             select(SigningKey).where(SigningKey.status.in_((ACTIVE, NEXT))).with_for_update()

@@ -55,8 +55,9 @@ class LogoutService:
         if "id_token_hint" in params:
             await self.s.keyring.load(db)
             try:
-                claims = self.s.keyring.verify(params["id_token_hint"], issuer=self.s.settings.issuer,
-                                               check_expiry=False)
+                # typ "JWT": an ID token, never an access token (typ "at+jwt") passed off as one.
+                claims = self.s.keyring.verify(params["id_token_hint"], typ="jwt",
+                                               issuer=self.s.settings.issuer, check_expiry=False)
             except TokenInvalid:
                 raise LogoutError("the id_token_hint is not an ID token we issued") from None
             audience = claims.get("aud")
@@ -84,6 +85,12 @@ class LogoutService:
     async def log_out(self, db: AsyncSession, request: LogoutRequest,
                       session: BrowserSession | None) -> str | None:
         """End the session; return where to send the browser, if anywhere."""
+        if session is None and request.hint_sid is not None:
+            # No session cookie came (a cross-site POST does not carry a SameSite=Lax cookie):
+            # the verified hint names the session to end.
+            hinted = await self.s.sessions.get(db, request.hint_sid)
+            if hinted is not None and hinted.user_id == request.hint_sub:
+                session = hinted
         if session is not None:
             await self.s.sessions.end(db, session.id)
         if request.post_logout_redirect_uri is None:
