@@ -10,8 +10,7 @@
 #   .venv/bin/pybabel init -i src/idp/ui/locales/messages.pot -d src/idp/ui/locales -l LANG
 #
 # Python page texts are the first argument of ErrorPage/FlowError/LogoutError (shown through
-# str(exc)) and the second of error_page(request, message). Literal constants (LOGIN_FAILED,
-# SCOPE_TEXTS) and the "heading" of logged_out.html come through the extractor babel.cfg names.
+# str(exc)) and the second of error_page(request, message); other literals are marked with N_().
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,9 +21,9 @@ POT=$LOCALES/messages.pot
 VERSION=$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -n 1)
 
 extract() {  # $1: the .pot to write
-  PYTHONPATH="scripts${PYTHONPATH:+:$PYTHONPATH}" "${PYBABEL[@]}" -q extract \
+  "${PYBABEL[@]}" -q extract \
     -F babel.cfg \
-    -k ErrorPage -k FlowError -k LogoutError -k error_page:2 \
+    -k N_ -k ErrorPage -k FlowError -k LogoutError -k error_page:2 \
     -c "Translators:" \
     --add-location=file --sort-by-file \
     --project=idp --version="$VERSION" --copyright-holder="idp contributors" \

@@ -19,6 +19,7 @@ from idp.observability import RequestContextMiddleware, configure_logging
 from idp.services import Services
 from idp.settings import Settings, get_settings
 from idp.ui.routes import router as ui_router
+from idp.ui import i18n
 from idp.ui.web import error_page
 
 log = logging.getLogger("idp")
@@ -32,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         services = Services(settings)
         app.state.services = services
-        app.state.discovery_bytes = metadata_bytes(settings.issuer)
+        app.state.discovery_bytes = metadata_bytes(settings.issuer, i18n.available())
         # Keys are created once and then only rotated: a restart never changes the JWKS.
         await services.db.run(services.keyring.ensure_keys)
         await services.db.run(services.keyring.load)

@@ -47,8 +47,9 @@ def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.idp_handler = True  # so a second app in the same process replaces only ours
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "idp_handler", False)] + [handler]
     root.setLevel(level)
     # uvicorn's own access log repeats the query string; ours does not.
     logging.getLogger("uvicorn.access").disabled = True

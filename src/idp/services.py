@@ -33,7 +33,8 @@ class Services:
         kek = settings.key_encryption_key()
         self.csrf_key = derive_key(kek, "csrf")
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size,
-                           pool_timeout=settings.db_pool_timeout)
+                           pool_timeout=settings.db_pool_timeout,
+                           statement_timeout=settings.db_statement_timeout)
         longest_token = max(settings.access_token_ttl, settings.id_token_ttl)
         self.keyring = KeyRing(
             kek, cache_seconds=settings.key_cache_seconds,

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
     issuer: str = "http://127.0.0.1:8000"
     database_url: str = "sqlite+aiosqlite:///./idp.db"
     db_pool_size: int = 10
-    db_pool_timeout: float = 5.0
+    db_pool_timeout: float = 5.0  # also the connect timeout
+    db_statement_timeout: float = 15.0
 
     # Key-encryption key (32 bytes, urlsafe base64). Development generates one in `dev_key_dir`.
     kek: str | None = None
@@ -72,15 +73,24 @@ class Settings(BaseSettings):
         if self.env == "production":
             raise RuntimeError("IDP_KEK must be set in production")
         path = self.dev_key_dir / "dev-kek"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-            path.chmod(0o600)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Created exclusively and private from the first byte: several workers starting at
+            # once must end up with the one same KEK, never each their own.
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(descriptor, "w") as file:
+                file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         return _decode_kek(path.read_text().strip())
 
 
 def _decode_kek(value: str) -> bytes:
-    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raise RuntimeError("IDP_KEK must be 32 bytes, urlsafe base64 encoded") from None
     if len(raw) != 32:
         raise RuntimeError("IDP_KEK must be 32 bytes, urlsafe base64 encoded")
     return raw

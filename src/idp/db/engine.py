@@ -13,7 +13,8 @@ T = TypeVar("T")
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, pool_timeout: float = 5.0,
+                 statement_timeout: float = 15.0) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -26,6 +27,9 @@ class Database:
             self.engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
                 pool_pre_ping=True,
+                # A server that accepts connections but never answers (a dropped firewall rule, a
+                # wedged host) must fail requests in seconds, not after the driver's 60 s default.
+                connect_args={"timeout": pool_timeout, "command_timeout": statement_timeout},
             )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 

@@ -24,6 +24,10 @@ def _run(connection) -> None:
 async def _run_async() -> None:
     engine = create_async_engine(config.get_main_option("sqlalchemy.url"))
     async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # WAL is a property of the file: set it once here, so the server's first connections
+            # (possibly several at once) never race to switch the journal mode.
+            await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         await connection.run_sync(_run)
         await connection.commit()
     await engine.dispose()

@@ -10,7 +10,7 @@ from idp.oauth.authorization import ACR_PASSWORD
 from idp.keys.service import ASSERTION_ALGS
 
 
-def metadata(issuer: str) -> dict:
+def metadata(issuer: str, ui_locales: tuple[str, ...] = ("en",)) -> dict:
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -26,7 +26,6 @@ def metadata(issuer: str) -> dict:
         "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
-        "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
         "introspection_endpoint_auth_methods_supported": [m for m in AUTH_METHODS if m != "none"],
@@ -44,7 +43,7 @@ def metadata(issuer: str) -> dict:
         "require_request_uri_registration": False,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "acr_values_supported": [ACR_PASSWORD],
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(ui_locales),
         "claims_locales_supported": ["en"],
         "display_values_supported": ["page"],
         "frontchannel_logout_supported": False,
@@ -52,5 +51,5 @@ def metadata(issuer: str) -> dict:
     }
 
 
-def metadata_bytes(issuer: str) -> bytes:
-    return json.dumps(metadata(issuer), separators=(",", ":")).encode()
+def metadata_bytes(issuer: str, ui_locales: tuple[str, ...] = ("en",)) -> bytes:
+    return json.dumps(metadata(issuer, ui_locales), separators=(",", ":")).encode()

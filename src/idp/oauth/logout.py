@@ -48,7 +48,7 @@ class LogoutService:
     async def validate(self, db: AsyncSession, items: list[tuple[str, str]]) -> LogoutRequest:
         twice = repeated(items)
         if twice:
-            raise LogoutError(f"parameters repeated: {', '.join(sorted(twice))}")
+            raise LogoutError("a parameter is repeated")
         params = {name: value for name, value in items if value != "" and name in FORWARDED}
         request = LogoutRequest(params=params, state=params.get("state"))
         client_id = params.get("client_id")

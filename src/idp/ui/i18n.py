@@ -17,6 +17,11 @@ from babel.messages.pofile import read_po
 LOCALES_DIR = Path(__file__).parent / "locales"
 
 
+def N_(message: str) -> str:
+    """Marks a page text for extraction (`make messages`); it is translated where it is shown."""
+    return message
+
+
 @lru_cache
 def available() -> tuple[str, ...]:
     found = sorted(p.parent.parent.name for p in LOCALES_DIR.glob("*/LC_MESSAGES/messages.po"))

@@ -9,18 +9,19 @@ from idp.flows.models import FlowState
 from idp.flows.service import FlowError, LoginFailed
 from idp.oauth.authorization import Interaction, Redirect
 from idp.oauth.logout import LogoutError
+from idp.ui.i18n import N_
 from idp.ui.web import Csrf, clear_cookie, error_page, get_cookie, render, services, set_cookie
 
 router = APIRouter(include_in_schema=False)
 
 SESSION_COOKIE = "idp_session"
 SCOPE_TEXTS = {
-    "openid": "Know who you are",
-    "profile": "See your name and profile",
-    "email": "See your email address",
-    "offline_access": "Keep access when you are not using it",
+    "openid": N_("Know who you are"),
+    "profile": N_("See your name and profile"),
+    "email": N_("See your email address"),
+    "offline_access": N_("Keep access when you are not using it"),
 }
-LOGIN_FAILED = "Incorrect email or password."
+LOGIN_FAILED = N_("Incorrect email or password.")
 
 
 def interaction_redirect(outcome: Redirect | Interaction) -> RedirectResponse:
@@ -147,7 +148,7 @@ async def logout_confirm(request: Request) -> Response:
         return error_page(request, "The form expired. Go back to the application and try again.", status_code=403)
     items = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf_token", "decision")]
     if form.get("decision") != "logout":
-        return render(request, "logged_out.html", {"heading": "You are still signed in."})
+        return render(request, "logged_out.html", {"heading": N_("You are still signed in.")})
 
     async def work(db):
         logout_request = await s.logout.validate(db, items)
@@ -164,6 +165,6 @@ def _after_logout(request: Request, location: str | None) -> Response:
     if location is not None:
         response: Response = RedirectResponse(location, status_code=303)
     else:
-        response = render(request, "logged_out.html", {"heading": "You have been signed out."})
+        response = render(request, "logged_out.html", {"heading": N_("You have been signed out.")})
     clear_cookie(request, response, SESSION_COOKIE)
     return response
