@@ -8,10 +8,11 @@ import re
 
 from sqlalchemy import select, update
 
-from idp.accounts.service import user_claims
 from idp.db import new_id, utcnow
 from idp.oauth.errors import InvalidGrant, InvalidRequest
-from idp.oauth.grants.base import TokenRequest, revoke_grant, token_response, wants_refresh_token
+from idp.oauth.grants.base import (
+    TokenRequest, revoke_grant, token_response, user_tokens, wants_refresh_token,
+)
 from idp.oauth.models import AuthorizationCode, Grant
 from idp.security import same, token_hash
 
@@ -86,14 +87,7 @@ async def handle(request: TokenRequest) -> dict:
                   amr=code.amr, acr=code.acr)
     db.add(grant)
 
+    access_token, id_token = user_tokens(request, grant, user, code.scope, code.nonce)
     minter = services.minter
-    scopes = set(code.scope.split())
-    access_token = minter.access_token(client_id=client.client_id, sub=code.user_id, scope=code.scope, grant=grant)
-    id_token = None
-    if "openid" in scopes:
-        id_token = minter.id_token(
-            client_id=client.client_id, alg=client.id_token_signed_response_alg, grant=grant,
-            access_token=access_token, extra_claims=user_claims(user, scopes), nonce=code.nonce,
-        )
     refresh = minter.new_refresh_token(db, grant, code.scope, now) if wants_refresh_token(client, code.scope) else None
     return token_response(access_token, minter.access_ttl, code.scope, id_token=id_token, refresh_token=refresh)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.models import User
+from idp.accounts.service import user_claims
 from idp.db import utcnow
 from idp.oauth.errors import InvalidScope
 from idp.oauth.models import Client, Grant, RefreshToken
@@ -50,6 +52,21 @@ async def revoke_grant(db: AsyncSession, grant_id: str | None) -> None:
     await db.execute(update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None)).values(revoked_at=now))
     await db.execute(update(RefreshToken).where(RefreshToken.grant_id == grant_id,
                                                 RefreshToken.used_at.is_(None)).values(used_at=now))
+
+
+def user_tokens(request: TokenRequest, grant: Grant, user: User, scope: str,
+                nonce: str | None) -> tuple[str, str | None]:
+    """The access token and, when `openid` was granted, the ID token for a person's grant."""
+    minter, client = request.services.minter, request.client
+    scopes = set(scope.split())
+    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant)
+    if "openid" not in scopes:
+        return access_token, None
+    id_token = minter.id_token(
+        client_id=client.client_id, alg=client.id_token_signed_response_alg, grant=grant,
+        access_token=access_token, extra_claims=user_claims(user, scopes), nonce=nonce,
+    )
+    return access_token, id_token
 
 
 def wants_refresh_token(client: Client, scope: str) -> bool:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from idp.accounts.service import user_claims
 from idp.db import utcnow
 from idp.oauth.errors import InvalidGrant, InvalidRequest
-from idp.oauth.grants.base import TokenRequest, narrowed_scope, revoke_grant, token_response
+from idp.oauth.grants.base import TokenRequest, narrowed_scope, revoke_grant, token_response, user_tokens
 from idp.oauth.models import Grant, RefreshToken
 from idp.security import token_hash
 
@@ -47,16 +46,9 @@ async def handle(request: TokenRequest) -> dict:
         await revoke_grant(db, row.grant_id)
         raise InvalidGrant("refresh token already used; its token family is revoked", keeps_changes=True)
 
-    minter = services.minter
-    scopes = set(scope.split())
-    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant)
-    id_token = None
-    if "openid" in scopes:
-        # OIDC Core §12.2: same iss, sub, aud, auth_time; a new iat; no nonce.
-        id_token = minter.id_token(
-            client_id=client.client_id, alg=client.id_token_signed_response_alg, grant=grant,
-            access_token=access_token, extra_claims=user_claims(user, scopes), nonce=None,
-        )
+    # OIDC Core §12.2: the refreshed ID token keeps iss, sub, aud and auth_time, has a new iat
+    # and no nonce.
+    access_token, id_token = user_tokens(request, grant, user, scope, nonce=None)
     # The new refresh token keeps the original scope, so a narrowed request can widen again later.
-    refresh = minter.new_refresh_token(db, grant, row.scope, now)
-    return token_response(access_token, minter.access_ttl, scope, id_token=id_token, refresh_token=refresh)
+    refresh = services.minter.new_refresh_token(db, grant, row.scope, now)
+    return token_response(access_token, services.minter.access_ttl, scope, id_token=id_token, refresh_token=refresh)
