@@ -334,3 +334,32 @@ def test_the_migration_chain_goes_down_to_base_and_up_again(tmp_path, backend):
     finally:
         if cleanup:
             asyncio.run(_create_database(*cleanup, drop=True))
+
+
+def test_serve_alone_on_a_fresh_sqlite_file_migrates_and_answers(tmp_path):
+    """`idp serve` with nothing prepared (development, SQLite) is a working provider."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = _env(tmp_path, IDP_ISSUER=f"http://127.0.0.1:{port}")
+    server = subprocess.Popen([str(IDP), "serve", "--port", str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/jwks", timeout=2) as reply:
+                    keys = json.load(reply)["keys"]
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert len(keys) == 6  # an active and a next key for RS256, ES256 and Ed25519
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from idp.oauth.discovery import metadata_bytes
@@ -35,7 +35,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.discovery_bytes = metadata_bytes(settings.issuer, i18n.available())
         # Keys are created once and then only rotated: a restart never changes the JWKS.
-        await services.db.run(services.keyring.ensure_keys)
+        try:
+            await services.db.run(services.keyring.ensure_keys)
+        except (OperationalError, ProgrammingError):
+            log.error("cannot read the signing keys: is the database up and migrated? run `idp migrate`")
+            raise
         await services.db.run(services.keyring.load)
         try:
             yield

@@ -60,9 +60,13 @@ def _fail(message: str) -> None:
 
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
-    """Start the server (uvicorn)."""
+    """Start the server (uvicorn). In development on SQLite it migrates first, so `idp serve`
+    alone gives a working provider; production runs `idp migrate` as its own release step."""
     import uvicorn
 
+    settings = _settings()
+    if settings.env == "development" and settings.is_sqlite:
+        _migrate(settings)
     uvicorn.run("idp.app:create_app", factory=True, host=host, port=port, workers=workers,
                 proxy_headers=True, log_config=None)
 
@@ -70,14 +74,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date, and create signing keys if there are none."""
+    _migrate(_settings())
+    console.print("database is up to date")
+
+
+def _migrate(settings) -> None:
     from idp.db.migrate import upgrade
 
-    settings = _settings()
     if settings.is_sqlite:
         Path(settings.database_url.split("///", 1)[-1]).parent.mkdir(parents=True, exist_ok=True)
     upgrade(settings.database_url)
     _with_services(lambda s, db: s.keyring.ensure_keys(db))
-    console.print("database is up to date")
 
 
 @clients_app.command("add")
