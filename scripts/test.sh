@@ -4,6 +4,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+# Rate-limit tests run against this Redis (with CI=true an unreachable one fails them).
+export IDP_TEST_REDIS_URL=${IDP_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}
 PG_URL=${PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test}
 
 echo "== SQLite =="

@@ -1,11 +1,14 @@
 """Imports every model so the metadata is complete (alembic autogenerate and checks)."""
 
 from idp.accounts.models import User  # noqa: F401
+from idp.courier.models import CourierMessage  # noqa: F401
 from idp.flows.models import AuthorizationFlow  # noqa: F401
 from idp.keys.models import SigningKey  # noqa: F401
+from idp.mfa.models import RecoveryCode, TotpFactor  # noqa: F401
 from idp.oauth.models import (  # noqa: F401
     AuthorizationCode, Client, Consent, Grant, RefreshToken, RevokedAccessToken, UsedClientAssertion,
 )
+from idp.otp.models import OneTimeCode, OtpSubject  # noqa: F401
 from idp.sessions.models import BrowserSession  # noqa: F401
 from idp.db import Base
 

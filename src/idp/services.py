@@ -6,10 +6,19 @@ import hashlib
 import hmac
 from datetime import timedelta
 
+from idp.accounts.password_policy import PasswordPolicy
 from idp.accounts.passwords import PasswordHasher
+from idp.accounts.phones import PhonePolicy
 from idp.accounts.service import AccountService
+from idp.courier.providers import providers_from_settings
+from idp.courier.service import Courier
 from idp.db import Database
 from idp.keys.service import KeyRing
+from idp.ratelimit import FailoverStorage, RateLimiter, SmsGuard
+from idp.mfa.recovery import RecoveryCodeService
+from idp.mfa.service import SecondFactorService
+from idp.mfa.totp import TotpService
+from idp.otp.service import OtpService
 from idp.settings import Settings
 from idp.sessions.service import SessionService
 
@@ -46,7 +55,18 @@ class Services:
             memory_kib=settings.argon2_memory_kib, time_cost=settings.argon2_time_cost,
             parallelism=settings.argon2_parallelism, concurrency=settings.hash_concurrency,
         )
-        self.accounts = AccountService(self.hasher)
+        self.password_policy = PasswordPolicy(
+            min_length=settings.password_min_length,
+            min_length_with_second_factor=settings.password_min_length_with_second_factor,
+            max_length=settings.password_max_length, forbid_spaces=settings.password_forbid_spaces,
+            service_words=("idp", settings.totp_issuer.casefold()),
+        )
+        self.accounts = AccountService(self.hasher, self.password_policy)
+        # Second factors (mfa/): TOTP secrets sealed, recovery codes HMACed, each under its own key.
+        self.factors = SecondFactorService(
+            TotpService(derive_key(kek, "totp"), issuer=settings.totp_issuer),
+            RecoveryCodeService(derive_key(kek, "recovery-code"), count=settings.recovery_code_count),
+        )
         self.sessions = SessionService(settings.session_ttl)
         self.clients = ClientService(
             derive_key(kek, "client-secret"), token_endpoint=f"{settings.issuer}/token",
@@ -61,7 +81,34 @@ class Services:
         self.tokens = TokenEndpoint(self)
         self.resources = ResourceService(self)
         self.logout = LogoutService(self)
+        # One-time codes and the email/SMS outbox (otp/, courier/).
+        self.otp = OtpService(
+            derive_key(kek, "otp"), digits=settings.otp_digits, ttl_seconds=settings.otp_ttl,
+            resend_cooldown=settings.otp_resend_cooldown, max_attempts=settings.otp_max_attempts,
+            max_failures=settings.otp_max_failures, lockout_seconds=settings.otp_lockout_seconds,
+        )
+        self.courier = Courier(
+            derive_key(kek, "courier"), providers_from_settings(settings),
+            max_attempts=settings.courier_max_attempts,
+            backoff_seconds=settings.courier_backoff_seconds,
+            backoff_max_seconds=settings.courier_backoff_max_seconds,
+            lease_seconds=settings.courier_lease_seconds,
+        )
+        # Phone numbers and abuse limits (accounts/phones.py, ratelimit/): counters in Redis when
+        # IDP_REDIS_URL is set; keys are HMACs, so Redis holds no numbers or addresses.
+        self.phones = PhonePolicy(settings.default_phone_region, settings.sms_allowed_country_codes)
+        self.rate_limiter = RateLimiter(
+            FailoverStorage(settings.redis_url, timeout=settings.redis_timeout,
+                            retry_seconds=settings.redis_retry_seconds),
+            derive_key(kek, "rate-limit-keys"), settings.rate_limits,
+        )
+        self.sms_guard = SmsGuard(
+            self.rate_limiter, self.phones, resend_delays=settings.sms_resend_delays,
+            resend_window=settings.sms_resend_window, budget=settings.sms_hourly_budget,
+            budget_window=settings.sms_budget_window,
+        )
 
     async def close(self) -> None:
+        await self.rate_limiter.close()
         self.hasher.close()
         await self.db.dispose()

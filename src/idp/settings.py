@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -51,6 +52,92 @@ class Settings(BaseSettings):
     log_json: bool = True
     # Serve the built-in demo relying party at /_demo (make run).
     demo: bool = False
+
+    # ---- One-time codes (otp/) ------------------------------------------------------------------
+    otp_digits: int = Field(6, ge=6, le=10)
+    otp_ttl: int = 600  # seconds a code lives
+    otp_resend_cooldown: int = 30  # seconds before another code for the same purpose and address
+    otp_max_attempts: int = 5  # wrong tries that burn one code
+    # Consecutive failures per purpose and address, across codes (a new code does not reset them),
+    # after which codes are refused for `otp_lockout_seconds` since the last failure.
+    otp_max_failures: int = 10
+    otp_lockout_seconds: int = 900
+
+    # ---- Courier: email and SMS delivery (courier/) ---------------------------------------------
+    # `dev` prints every message to the console and appends it to `dev_outbox_file`.
+    email_provider: Literal["dev", "smtp"] = "dev"
+    sms_provider: Literal["dev", "webhook", "twilio"] = "dev"
+    dev_outbox_file: Path = Path("var/outbox.log")
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    mail_from: str = "idp <no-reply@localhost>"
+    # Generic JSON webhook, signed with HMAC-SHA-256 over "<timestamp>.<body>".
+    sms_webhook_url: str | None = None
+    sms_webhook_secret: str | None = None
+    # Twilio's Messages API (the base URL is a setting so tests and proxies can point elsewhere).
+    twilio_base_url: str = "https://api.twilio.com"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: str | None = None
+    twilio_from: str | None = None
+    courier_max_attempts: int = 5  # then the message is `failed`
+    courier_backoff_seconds: float = 30.0  # doubled after each failed attempt ...
+    courier_backoff_max_seconds: float = 3600.0  # ... up to this
+    courier_lease_seconds: float = 120.0  # a claimed message is retried if not marked by then
+
+    # ---- Passwords and second factors (accounts/password_policy.py, mfa/) -----------------------
+    # NIST SP 800-63B-4 §3.1.1.2: at least 15 characters when the password is the only factor, 8
+    # when the account has a second factor; at least 64 must be accepted (the maximum only bounds
+    # the hashing work). Lengths count Unicode characters after NFKC normalisation.
+    password_min_length: int = Field(15, ge=8)
+    password_min_length_with_second_factor: int = Field(8, ge=8)
+    password_max_length: int = Field(256, ge=64, le=4096)
+    # A house rule some customers ask for (seed 001: "no spaces"); NIST itself allows spaces.
+    password_forbid_spaces: bool = False
+    # The issuer an authenticator app shows beside a TOTP entry (otpauth:// `issuer`); also a
+    # context word no password may be built on.
+    totp_issuer: str = "idp"
+    # Recovery codes issued at a time (each single use, 60 bits).
+    recovery_code_count: int = Field(10, ge=5, le=20)
+
+    # ---- Phone numbers, rate limits and SMS abuse limits (accounts/phones.py, ratelimit/) --------
+    # National forms ("040 123 4567") are read as numbers of this region (ISO 3166 code).
+    default_phone_region: str = "FI"
+    # SMS goes only to these country calling codes (SECURITY-CHECKLIST 94). Default: the EU/EEA
+    # member states. Not +350 (Gibraltar) or +41 (Switzerland), which are neither; the EU's
+    # overseas regions with their own codes (+262, +590, +594, +596) are left to operators.
+    # Comma-separated or a JSON list: IDP_SMS_ALLOWED_COUNTRY_CODES=358,46,47
+    sms_allowed_country_codes: Annotated[tuple[int, ...], NoDecode] = (
+        30, 31, 32, 33, 34, 351, 352, 353, 354, 356, 357, 358, 359, 36, 370, 371, 372, 385, 386,
+        39, 40, 420, 421, 423, 43, 45, 46, 47, 48, 49,
+    )
+    # Counters live in Redis when set (redis:// or rediss://), in process memory otherwise. If
+    # Redis stops answering, counting moves to memory with one warning and comes back by itself.
+    redis_url: str | None = None
+    redis_timeout: float = 0.5  # connect and command timeout in seconds
+    redis_retry_seconds: float = 30.0  # how often a node probes a Redis that stopped answering
+    # Overrides of ratelimit/rules.py by rule name (JSON): {"sms_per_ip": "5/minute;20/hour"}
+    rate_limits: dict[str, str] = {}
+    # Growing waits between SMS to one number: the n-th resend waits the n-th value (seconds);
+    # the last repeats. Sends older than `sms_resend_window` seconds no longer count.
+    sms_resend_delays: Annotated[tuple[int, ...], NoDecode] = (30, 60, 120, 300, 600)
+    sms_resend_window: int = 3600
+    # Global SMS budget per window: past it a circuit breaker refuses every SMS until the
+    # window ends and reports the trip (SECURITY-CHECKLIST 95).
+    sms_hourly_budget: int = Field(1000, ge=1)
+    sms_budget_window: int = Field(3600, ge=1)
+
+    @field_validator("sms_allowed_country_codes", "sms_resend_delays", mode="before")
+    @classmethod
+    def _int_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip().lstrip("+") for part in text.split(",") if part.strip()]
+        return value
 
     @field_validator("issuer")
     @classmethod

@@ -17,7 +17,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str, revision: str = "heads") -> None:
+def upgrade(database_url: str, revision: str = "head") -> None:
     """Synchronous on purpose: alembic's env runs its own event loop; call from a thread in async code."""
     command.upgrade(alembic_config(database_url), revision)
 
