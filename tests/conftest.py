@@ -50,6 +50,9 @@ def settings(database_url, tmp_path_factory) -> Settings:
         issuer=ISSUER, database_url=database_url, dev_key_dir=tmp_path_factory.mktemp("keys"),
         # Cheap hashes in tests: the parameters are settings, and the benchmark uses the real ones.
         argon2_memory_kib=1024, argon2_time_cost=1, log_json=True, key_cache_seconds=0.0,
+        # The shared app sends nothing: courier tests start their own worker against a real SMTP
+        # server, and the suite must never write a dev outbox into the working tree.
+        courier_in_process=False,
     )
 
 

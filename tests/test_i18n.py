@@ -64,7 +64,7 @@ async def test_login_page_is_finnish_with_ui_locales_fi(http, rp):
     assert "<title>Kirjaudu sisään</title>" in page.text
     assert "<h1>Kirjaudu sisään</h1>" in page.text
     assert "jatkaaksesi palveluun Kirjasto" in page.text  # %(client)s filled in
-    assert ">Sähköpostiosoite</label>" in page.text and ">Salasana</label>" in page.text
+    assert ">Sähköpostiosoite tai puhelinnumero</label>" in page.text and ">Salasana</label>" in page.text
     assert "Sign in" not in page.text and "Password" not in page.text
 
 

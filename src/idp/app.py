@@ -26,8 +26,12 @@ log = logging.getLogger("idp")
 PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo")
 
 
+COURIER_STOP_GRACE = 10.0  # seconds a round in progress may finish at shutdown before it is cancelled
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    run_courier = settings.courier_in_process
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -41,9 +45,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.error("cannot read the signing keys: is the database up and migrated? run `idp migrate`")
             raise
         await services.db.run(services.keyring.load)
+        courier_stop = asyncio.Event()
+        courier_task = None
+        if run_courier:
+            courier_task = asyncio.create_task(
+                services.courier.run_forever(services.db, interval=settings.courier_poll_seconds,
+                                             stop=courier_stop), name="idp-courier")
+            log.info("courier worker started in process")
+        app.state.courier_task = courier_task
         try:
             yield
         finally:
+            if courier_task is not None:
+                await _stop_worker(courier_task, courier_stop)
             await services.close()
 
     app = FastAPI(title="idp", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -87,3 +101,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     configure_logging(settings.log_level, settings.log_json)
     return app
+
+
+async def _stop_worker(task: asyncio.Task, stop: asyncio.Event) -> None:
+    """Let the round in progress finish (a message half sent is only retried after its lease);
+    cancel it if it takes longer than the grace period. Never raises: shutdown must go on."""
+    stop.set()
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=COURIER_STOP_GRACE)
+    except asyncio.TimeoutError:
+        log.warning("courier round still running at shutdown; cancelled (its messages are retried "
+                    "after their lease)")
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+    except asyncio.CancelledError:  # the shutdown itself was cancelled: do not leave it pending
+        task.cancel()
+        raise
+    except Exception:  # noqa: BLE001 - run_forever catches its own errors; this is belt and braces
+        log.exception("courier worker ended with an error")
+    log.info("courier worker stopped")

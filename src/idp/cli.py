@@ -159,16 +159,27 @@ def users_add(
     email: Annotated[str, typer.Option()],
     password: Annotated[str, typer.Option(prompt=True, hide_input=True)],
     name: Annotated[Optional[str], typer.Option()] = None,
+    phone: Annotated[Optional[str], typer.Option(
+        help="a verified phone number to sign in with, national or international form")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Create an account with a verified email and a password."""
+    """Create an account with a verified email (and optionally a verified phone) and a password."""
     from idp.accounts.service import AccountError
 
+    async def create(s, db):
+        created = await s.accounts.create_user(db, email=email, password=password, name=name)
+        number = None
+        if phone is not None:
+            number = (await s.accounts.add_identifier(db, created, "phone", phone, verified=True)).value
+        return created, number
+
     try:
-        user = _with_services(lambda s, db: s.accounts.create_user(db, email=email, password=password, name=name))
+        user, number = _with_services(create)
     except AccountError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}: {phone}" if phone is not None and "phone" in str(exc) else str(exc))
     shown = {"sub": user.id, "email": user.email, "name": user.name}
+    if number is not None:
+        shown["phone_number"] = number
     print(json.dumps(shown, indent=2)) if as_json else console.print(shown)
 
 
@@ -207,3 +218,68 @@ def demo() -> None:
     console.print(f"  demo client:  client_id [bold]{info['client_id']}[/bold] (public, PKCE) "
                   f"redirect_uri {info['redirect_uri']}")
     console.print(f"  try it:       open [bold]{settings.issuer}/_demo[/bold] in a browser\n")
+
+
+courier_app = typer.Typer(help="The email and SMS outbox: run the worker, show its state.",
+                          no_args_is_help=True)
+app.add_typer(courier_app, name="courier")
+
+
+@courier_app.command("run")
+def courier_run() -> None:
+    """Deliver queued messages in the foreground until Ctrl-C (a dedicated worker process; run
+    the servers with IDP_COURIER_IN_PROCESS=false then). Any number may run at once."""
+    import logging
+    import signal
+
+    from idp.observability import configure_logging
+    from idp.services import Services
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    async def main() -> None:
+        services = Services(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        logging.getLogger("idp.courier").info("courier worker started")
+        try:
+            # Stops after the round in progress: nothing is left half sent.
+            await services.courier.run_forever(services.db, interval=settings.courier_poll_seconds,
+                                               stop=stop)
+        finally:
+            await services.close()
+        logging.getLogger("idp.courier").info("courier worker stopped")
+
+    asyncio.run(main())
+
+
+@courier_app.command("status")
+def courier_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """How many messages are queued, sent and failed (never their content or recipients)."""
+    from idp.services import Services
+
+    settings = _settings()
+
+    async def main() -> dict[str, int]:
+        services = Services(settings)
+        try:
+            return await services.courier.counts(services.db)
+        finally:
+            await services.close()
+
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    try:
+        counts = asyncio.run(main())
+    except (OperationalError, ProgrammingError, OSError):
+        _fail("cannot read the outbox: is the database up and migrated? run `idp migrate`")
+    if as_json:
+        print(json.dumps(counts, indent=2))
+        return
+    table = Table("state", "messages")
+    for state, count in counts.items():
+        table.add_row(state, str(count))
+    console.print(table)

@@ -1,6 +1,6 @@
 """Imports every model so the metadata is complete (alembic autogenerate and checks)."""
 
-from idp.accounts.models import User  # noqa: F401
+from idp.accounts.models import Identifier, User  # noqa: F401
 from idp.courier.models import CourierMessage  # noqa: F401
 from idp.flows.models import AuthorizationFlow  # noqa: F401
 from idp.keys.models import SigningKey  # noqa: F401

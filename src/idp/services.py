@@ -61,7 +61,8 @@ class Services:
             max_length=settings.password_max_length, forbid_spaces=settings.password_forbid_spaces,
             service_words=("idp", settings.totp_issuer.casefold()),
         )
-        self.accounts = AccountService(self.hasher, self.password_policy)
+        self.phones = PhonePolicy(settings.default_phone_region, settings.sms_allowed_country_codes)
+        self.accounts = AccountService(self.hasher, self.password_policy, self.phones)
         # Second factors (mfa/): TOTP secrets sealed, recovery codes HMACed, each under its own key.
         self.factors = SecondFactorService(
             TotpService(derive_key(kek, "totp"), issuer=settings.totp_issuer),
@@ -96,7 +97,6 @@ class Services:
         )
         # Phone numbers and abuse limits (accounts/phones.py, ratelimit/): counters in Redis when
         # IDP_REDIS_URL is set; keys are HMACs, so Redis holds no numbers or addresses.
-        self.phones = PhonePolicy(settings.default_phone_region, settings.sms_allowed_country_codes)
         self.rate_limiter = RateLimiter(
             FailoverStorage(settings.redis_url, timeout=settings.redis_timeout,
                             retry_seconds=settings.redis_retry_seconds),

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     sms_hourly_budget: int = Field(1000, ge=1)
     sms_budget_window: int = Field(3600, ge=1)
 
+    # ---- Courier worker (courier/service.py) ----------------------------------------------------
+    # Run the courier in the server process (a background task per worker process; many nodes may
+    # run it at once, the claim is atomic). false: run `idp courier run` as its own process instead.
+    courier_in_process: bool = True
+    courier_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due messages
+
     @field_validator("sms_allowed_country_codes", "sms_resend_delays", mode="before")
     @classmethod
     def _int_list(cls, value: object) -> object:

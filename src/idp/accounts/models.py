@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.db import Base, UTCDateTime, new_id, utcnow
@@ -23,3 +23,32 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+IDENTIFIER_KINDS = ("email", "phone")
+
+
+class Identifier(Base):
+    """Something a person signs in with: an email (lower-cased) or a phone number (E.164).
+
+    An account may hold any number of them. A value may sit unverified on several accounts (anyone
+    can type any address), but once verified it belongs to one account only: the partial unique
+    index makes the database, not a read-then-write in the service, the judge of that.
+    """
+
+    __tablename__ = "identifiers"
+    __table_args__ = (
+        CheckConstraint("kind IN ('email', 'phone')", name="kind"),
+        UniqueConstraint("user_id", "kind", "value"),
+        Index("ix_identifiers_kind_value", "kind", "value"),
+        Index("uq_identifiers_verified_kind_value", "kind", "value", unique=True,
+              sqlite_where=text("verified"), postgresql_where=text("verified")),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(String(64), ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    value: Mapped[str] = mapped_column(String(320))
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

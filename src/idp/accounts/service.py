@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.errors import AccountError
-from idp.accounts.models import User
+from idp.accounts.models import IDENTIFIER_KINDS, Identifier, User
 from idp.accounts.password_policy import PasswordPolicy, PasswordRejected, normalise_password
 from idp.accounts.passwords import PasswordHasher
+from idp.accounts.phones import PhoneNumberError, PhonePolicy
+from idp.db import utcnow
 
-__all__ = ["AccountError", "AccountService", "PasswordRejected", "WrongPassword", "user_claims"]
+__all__ = ["AccountError", "AccountService", "IdentifierTaken", "PasswordRejected", "WrongPassword",
+           "user_claims"]
 
 
 class WrongPassword(AccountError):
@@ -20,14 +24,26 @@ class WrongPassword(AccountError):
         super().__init__("the current password is not correct")
 
 
+class IdentifierTaken(AccountError):
+    """The email or phone number is already verified on another account."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"this {'email address' if kind == 'email' else 'phone number'} "
+                         "is already in use by another account")
+        self.kind = kind
+
+
 def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
 class AccountService:
-    def __init__(self, hasher: PasswordHasher, policy: PasswordPolicy | None = None) -> None:
+    def __init__(self, hasher: PasswordHasher, policy: PasswordPolicy | None = None,
+                 phones: PhonePolicy | None = None) -> None:
         self.hasher = hasher
         self.policy = policy or PasswordPolicy()
+        # Without a phone policy (e.g. a tool that only handles emails) phone logins find nobody.
+        self.phones = phones
 
     async def create_user(self, db: AsyncSession, *, email: str, password: str | None,
                           name: str | None = None, email_verified: bool = True) -> User:
@@ -47,7 +63,84 @@ class AccountService:
         )
         db.add(user)
         await db.flush()
+        # The primary email is also an identifier: login goes through identifiers only.
+        await self._add_identifier(db, user, "email", email, verified=email_verified)
         return user
+
+    def normalise_identifier(self, kind: str, typed: str) -> str:
+        """The stored form of an identifier (lower-cased email, E.164 phone); else AccountError."""
+        if kind == "email":
+            email = normalise_email(typed)
+            if "@" not in email or len(email) > 320:
+                raise AccountError("not an email address")
+            return email
+        if kind == "phone":
+            if self.phones is None:
+                raise AccountError("phone numbers are not configured")
+            try:
+                return self.phones.normalise(typed)
+            except PhoneNumberError:
+                raise AccountError("not a valid phone number") from None
+        raise AccountError(f"unknown identifier kind {kind!r}")
+
+    async def add_identifier(self, db: AsyncSession, user: User, kind: str, value: str,
+                             verified: bool = False) -> Identifier:
+        """Give the account an email or phone number (normalised here).
+
+        A verified value already on another account raises IdentifierTaken; an unverified one may
+        sit on several accounts until one of them verifies it.
+        """
+        return await self._add_identifier(db, user, kind, self.normalise_identifier(kind, value),
+                                          verified=verified)
+
+    async def _add_identifier(self, db: AsyncSession, user: User, kind: str, value: str, *,
+                              verified: bool) -> Identifier:
+        assert kind in IDENTIFIER_KINDS, kind
+        identifier = Identifier(user_id=user.id, kind=kind, value=value, verified=verified,
+                                verified_at=utcnow() if verified else None)
+        try:
+            # A savepoint: the unique index decides (parallel requests cannot both win), and a
+            # refusal leaves the caller's transaction usable.
+            async with db.begin_nested():
+                db.add(identifier)
+                await db.flush()
+        except IntegrityError:
+            # Either constraint: (user, kind, value) or the verified value on another account.
+            own = select(Identifier.id).where(Identifier.user_id == user.id, Identifier.kind == kind,
+                                              Identifier.value == value)
+            if (await db.execute(own)).first() is not None:
+                raise AccountError(f"this account already has this {kind}") from None
+            raise IdentifierTaken(kind) from None
+        return identifier
+
+    async def identifiers(self, db: AsyncSession, user: User) -> list[Identifier]:
+        query = select(Identifier).where(Identifier.user_id == user.id).order_by(Identifier.created_at)
+        return list((await db.execute(query)).scalars())
+
+    async def find_by_login(self, db: AsyncSession, typed: str) -> User | None:
+        """The account whose VERIFIED email or phone number is `typed`, or None.
+
+        An email is matched case-insensitively; anything without an "@" is read as a phone number
+        in national or international form (the configured default region). Text that is neither
+        finds nobody, and is never an error: the login page must answer every input alike.
+        """
+        typed = (typed or "").strip()
+        if not typed:
+            return None
+        if "@" in typed:
+            kind, value = "email", normalise_email(typed)
+            if len(value) > 320:
+                return None
+        else:
+            if self.phones is None:
+                return None
+            try:
+                kind, value = "phone", self.phones.normalise(typed)
+            except PhoneNumberError:
+                return None
+        query = (select(User).join(Identifier, Identifier.user_id == User.id)
+                 .where(Identifier.kind == kind, Identifier.value == value, Identifier.verified.is_(True)))
+        return (await db.execute(query)).scalar_one_or_none()
 
     async def find_by_email(self, db: AsyncSession, email: str) -> User | None:
         return (await db.execute(select(User).where(User.email == normalise_email(email)))).scalar_one_or_none()
@@ -57,7 +150,8 @@ class AccountService:
 
     async def authenticate_password(self, db: AsyncSession, login: str, password: str) -> User | None:
         """The account if the password matches. Unknown logins spend the same hash time."""
-        user = await self.find_by_email(db, login) if login else None
+        # Email or phone number, through verified identifiers only.
+        user = await self.find_by_login(db, login)
         # Hashes are of the NFKC form (password_policy.py), whatever the keyboard sent.
         password = normalise_password(password)
         ok = await self.hasher.verify(user.password_hash if user else None, password)

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.courier.models import CourierMessage
@@ -84,14 +84,33 @@ class Courier:
             failed += outcome == "failed"
         return DeliveryReport(sent=sent, retried=retried, failed=failed)
 
-    async def run_forever(self, database: Database, *, interval: float = 2.0) -> None:
-        """A worker loop for the application's lifespan or a separate process."""
-        while True:
+    async def run_forever(self, database: Database, *, interval: float = 2.0,
+                          stop: asyncio.Event | None = None) -> None:
+        """A worker loop for the application's lifespan or a separate process. Runs until `stop`
+        is set (it then returns after the round in progress) or the task is cancelled. A full
+        batch is followed at once by the next round, so a backlog drains without waiting."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            busy = False
             try:
-                await self.deliver_due(database)
+                report = await self.deliver_due(database)
+                busy = report.sent + report.retried + report.failed >= self.batch_size
             except Exception:  # a database outage must not end the worker
                 log.exception("courier round failed")
-            await asyncio.sleep(interval)
+            if busy:
+                continue
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def counts(self, database: Database) -> dict[str, int]:
+        """How many messages are in each state (never what they say or to whom)."""
+        async def work(db: AsyncSession) -> dict[str, int]:
+            rows = (await db.execute(select(CourierMessage.state, func.count())
+                                     .group_by(CourierMessage.state))).all()
+            return {"queued": 0, "sent": 0, "failed": 0} | {state: n for state, n in rows}
+        return await database.run(work)
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -109,8 +128,16 @@ class Courier:
                 continue  # another worker got it first
             row = (await db.execute(select(CourierMessage).where(
                 CourierMessage.id == message_id))).scalar_one()
-            params = json.loads(unseal(self.key, row.payload, f"courier:{row.id}"))
-            rendered = render(row.channel, row.kind, row.locale, params)
+            try:
+                params = json.loads(unseal(self.key, row.payload, f"courier:{row.id}"))
+                rendered = render(row.channel, row.kind, row.locale, params)
+            except Exception as exc:  # noqa: BLE001 - one unreadable message must not wedge the queue
+                # Sealed under another key, or a kind/locale no longer shipped: no retry can help.
+                await db.execute(update(CourierMessage).where(CourierMessage.id == message_id).values(
+                    state="failed", last_error=f"cannot open or render the message ({type(exc).__name__})"))
+                log.error("message failed: cannot open or render it",
+                          extra={"fields": {"message_id": message_id, "error": type(exc).__name__}})
+                continue
             claimed.append((Outgoing(id=row.id, channel=row.channel, recipient=row.recipient,
                                      kind=row.kind, subject=rendered.subject, body=rendered.body),
                             row.attempts))
