@@ -18,6 +18,7 @@ from idp.oauth.routes import router as oauth_router
 from idp.observability import RequestContextMiddleware, configure_logging
 from idp.services import Services
 from idp.settings import Settings, get_settings
+from idp.ui.recovery import router as recovery_router
 from idp.ui.routes import router as ui_router
 from idp.ui import i18n
 from idp.ui.web import error_page
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="idp", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(oauth_router)
     app.include_router(ui_router)
+    app.include_router(recovery_router)
     if settings.demo:
         from idp.demo import router as demo_router
         app.include_router(demo_router)

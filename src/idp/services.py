@@ -107,6 +107,9 @@ class Services:
             resend_window=settings.sms_resend_window, budget=settings.sms_hourly_budget,
             budget_window=settings.sms_budget_window,
         )
+        # Password reset (flows/recovery.py): destinations sealed, browsers bound, under its own key.
+        from idp.flows.recovery import RecoveryService
+        self.recovery = RecoveryService(self, derive_key(kek, "password-reset"))
 
     async def close(self) -> None:
         await self.rate_limiter.close()

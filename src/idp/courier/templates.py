@@ -78,7 +78,34 @@ _SMS = {
           "{minutes} percig érvényes.",
 }
 
-KINDS = tuple(_INTROS)
+# Notices carry no code: kind -> locale -> (subject, email body, SMS text)
+_NOTICES: dict[str, dict[str, tuple[str, str, str]]] = {
+    "password_changed": {
+        "en": ("Your password was changed",
+               ("The password of your account was just changed, and every device signed in to "
+               "your account was signed out.\n\nIf it was you, there is nothing else to do.\n"
+               "If it was not you, reset your password at once and contact us.\n"),
+               "Your password was just changed. If it was not you, reset it at once."),
+        "fi": ("Salasanasi vaihdettiin",
+               ("Tilisi salasana vaihdettiin juuri, ja kaikki tiliisi kirjautuneet laitteet "
+               "kirjattiin ulos.\n\nJos teit sen itse, sinun ei tarvitse tehdä muuta.\n"
+               "Jos et tehnyt sitä itse, vaihda salasanasi heti ja ota meihin yhteyttä.\n"),
+               "Salasanasi vaihdettiin juuri. Jos et tehnyt sitä itse, vaihda se heti."),
+        "sv": ("Ditt lösenord har ändrats",
+               ("Lösenordet till ditt konto ändrades nyss, och alla enheter som var inloggade på "
+               "kontot loggades ut.\n\nOm det var du behöver du inte göra något mer.\n"
+               "Om det inte var du, återställ lösenordet genast och kontakta oss.\n"),
+               "Ditt lösenord ändrades nyss. Om det inte var du, återställ det genast."),
+        "hu": ("Megváltozott a jelszava",
+               ("Fiókja jelszava az imént megváltozott, és minden eszközön, ahol be volt "
+               "jelentkezve, kijelentkeztettük.\n\nHa Ön volt, nincs más teendője.\n"
+               "Ha nem Ön volt, azonnal állítsa vissza a jelszavát, és lépjen kapcsolatba velünk.\n"),
+               "A jelszava az imént megváltozott. Ha nem Ön volt, azonnal állítsa vissza."),
+    },
+}
+
+KINDS = tuple(_INTROS)  # the kinds that carry a code
+NOTICE_KINDS = tuple(_NOTICES)  # the kinds that carry none
 
 
 class UnknownTemplate(ValueError):
@@ -98,6 +125,9 @@ def pick_locale(locale: str | None) -> str:
 
 
 def render(channel: str, kind: str, locale: str, params: dict) -> Rendered:
+    if kind in _NOTICES:
+        subject, body, sms = _NOTICES[kind][pick_locale(locale)]
+        return Rendered(None, sms) if channel == "sms" else Rendered(subject, body)
     if kind not in _INTROS:
         raise UnknownTemplate(kind)
     locale = pick_locale(locale)

@@ -1,0 +1,211 @@
+"""Password reset: a state machine persisted in `password_reset_flows`.
+
+    start ──▶ AWAITING_CODE ──right code──▶ CODE_VERIFIED ──new password ok──▶ COMPLETED
+
+`start` answers the same whether or not the typed email or phone number belongs to an account: a
+flow is created either way, and only a known account gets a code. Every step loads the flow under
+a row lock, checks its state, its lifetime and the browser that started it, then moves it on.
+The last step sets the password, ends every browser session and token family of the account and
+notifies the person; it never signs anyone in (the person signs in normally, second factor too).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, LargeBinary, String, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.accounts.errors import AccountError
+from idp.accounts.models import Identifier, User
+from idp.accounts.phones import PhoneNumberError
+from idp.db import Base, UTCDateTime, new_id, utcnow
+from idp.keys.crypto import seal, unseal
+from idp.oauth.grants.base import revoke_grant
+from idp.oauth.models import Grant
+from idp.otp.service import CodeInvalid, Purpose, ResendTooSoon, TooManyAttempts
+from idp.security import keyed_hash, same
+from idp.sessions.models import BrowserSession
+from idp.ui.i18n import N_
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+EXPIRED = N_("This password reset link has expired. Start again.")
+ALREADY_DONE = N_("This step is already done. Start again if you need to.")
+_FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the alphabet of db.new_id()
+FLOW_TTL = timedelta(minutes=15)
+
+
+class ResetState(enum.StrEnum):
+    AWAITING_CODE = "awaiting_code"
+    CODE_VERIFIED = "code_verified"
+    COMPLETED = "completed"
+
+
+class PasswordResetFlow(Base):
+    __tablename__ = "password_reset_flows"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
+    state: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(8))  # email | sms
+    # The normalised email or E.164 number, sealed with the flow id as associated data; NULL when
+    # what was typed is neither (the flow still exists, so the answer is the same).
+    destination_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # HMAC of the browser's CSRF cookie: only the browser that started the flow can continue it.
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    login_flow_id: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecoveryError(Exception):
+    """Unknown, expired, spent, or another browser's flow. The message is shown on the page."""
+
+
+@dataclass
+class ResetDone:
+    login_flow_id: str | None
+
+
+class RecoveryService:
+    def __init__(self, services: Services, key: bytes) -> None:
+        self.s = services
+        self.key = key
+
+    def _browser(self, browser: str) -> str:
+        return keyed_hash(self.key, f"browser\x00{browser}")
+
+    # ---- start ----------------------------------------------------------------------------------
+
+    async def start(self, db: AsyncSession, typed_identifier: str, *, ip: str, locale: str,
+                    browser: str, login_flow_id: str | None = None) -> PasswordResetFlow:
+        """A new flow, whatever was typed. Raises only RateLimited (for any valid phone number,
+        known or not, so a 429 says nothing about accounts either)."""
+        typed = (typed_identifier or "").strip()
+        if "\x00" in typed:
+            typed = ""
+        channel = "email" if "@" in typed else "sms"
+        destination: str | None = None
+        try:
+            destination = self.s.accounts.normalise_identifier("email" if channel == "email" else "phone", typed)
+        except AccountError:  # neither an email address nor a phone number
+            destination = None
+        user = await self.s.accounts.find_by_login(db, destination) if destination else None
+        if channel == "sms" and destination is not None:
+            # Every valid number is counted, known or not, so a 429 says nothing about accounts.
+            try:
+                await self.s.sms_guard.check_send(ip=ip, number_e164=destination,
+                                                  account_id=user.id if user else None)
+            except PhoneNumberError:
+                destination, user = None, None  # a landline or a country we do not text
+
+        now = utcnow()
+        flow = PasswordResetFlow(
+            id=new_id(), state=ResetState.AWAITING_CODE.value, channel=channel,
+            user_id=user.id if user else None, browser_hash=self._browser(browser),
+            login_flow_id=login_flow_id if login_flow_id and _FLOW_ID.fullmatch(login_flow_id) else None,
+            locale=(locale or "en")[:16], created_at=now, expires_at=now + FLOW_TTL,
+        )
+        if destination is not None:
+            flow.destination_sealed = seal(self.key, destination.encode(), flow.id)
+        db.add(flow)
+        await db.flush()
+        if user is None:
+            return flow
+
+        try:
+            issued = await self.s.otp.issue(db, Purpose.PASSWORD_RESET, destination)
+        except (ResendTooSoon, TooManyAttempts):
+            # The code sent a moment ago stays valid (and a locked destination refuses at the
+            # code step): the page must not differ from an unknown account's.
+            return flow
+        await self.s.courier.enqueue(
+            db, channel=channel, recipient=destination, kind="password_reset", locale=flow.locale,
+            params={"code": issued.code, "minutes": max(1, issued.ttl_seconds // 60)})
+        return flow
+
+    # ---- steps ----------------------------------------------------------------------------------
+
+    async def load(self, db: AsyncSession, flow_id: str | None, state: ResetState, *,
+                   browser: str | None, lock: bool = False) -> PasswordResetFlow:
+        if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
+            raise RecoveryError(EXPIRED)
+        query = select(PasswordResetFlow).where(PasswordResetFlow.id == flow_id)
+        if lock:
+            query = query.with_for_update()
+        flow = (await db.execute(query)).scalar_one_or_none()
+        if (flow is None or flow.expires_at <= utcnow() or browser is None
+                or not same(flow.browser_hash, self._browser(browser))):
+            raise RecoveryError(EXPIRED)
+        if flow.state != state:
+            raise RecoveryError(ALREADY_DONE)
+        return flow
+
+    def _destination(self, flow: PasswordResetFlow) -> str | None:
+        if flow.destination_sealed is None:
+            return None
+        return unseal(self.key, flow.destination_sealed, flow.id).decode()
+
+    async def verify_code(self, db: AsyncSession, flow_id: str | None, code: str, *,
+                          browser: str | None) -> PasswordResetFlow:
+        """AWAITING_CODE → CODE_VERIFIED, or a CodeProblem (the same public message for all)."""
+        flow = await self.load(db, flow_id, ResetState.AWAITING_CODE, browser=browser, lock=True)
+        destination = self._destination(flow)
+        if flow.user_id is None or destination is None:
+            raise CodeInvalid("no account behind this flow")
+        await self.s.otp.verify(db, Purpose.PASSWORD_RESET, destination, code or "")
+        moved = await db.execute(update(PasswordResetFlow).where(
+            PasswordResetFlow.id == flow.id, PasswordResetFlow.state == ResetState.AWAITING_CODE.value,
+        ).values(state=ResetState.CODE_VERIFIED.value))
+        if moved.rowcount != 1:
+            raise RecoveryError(ALREADY_DONE)
+        flow.state = ResetState.CODE_VERIFIED.value
+        return flow
+
+    async def set_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
+                           browser: str | None) -> ResetDone:
+        """CODE_VERIFIED → COMPLETED: policy, new hash, every session and token family ended,
+        the person notified. Raises PasswordRejected (the flow stays at CODE_VERIFIED)."""
+        flow = await self.load(db, flow_id, ResetState.CODE_VERIFIED, browser=browser, lock=True)
+        user = await db.get(User, flow.user_id) if flow.user_id else None
+        if user is None:
+            raise RecoveryError(EXPIRED)
+        values = (await db.execute(select(Identifier.value).where(
+            Identifier.user_id == user.id))).scalars().all()
+        has_second_factor = await self.s.factors.has_second_factor(db, user.id)
+        password = self.s.password_policy.check(
+            new_password, has_second_factor=has_second_factor,
+            identifiers=tuple(dict.fromkeys([user.email, *values])))
+        now = utcnow()
+        moved = await db.execute(update(PasswordResetFlow).where(
+            PasswordResetFlow.id == flow.id, PasswordResetFlow.state == ResetState.CODE_VERIFIED.value,
+        ).values(state=ResetState.COMPLETED.value, completed_at=now))
+        if moved.rowcount != 1:
+            raise RecoveryError(ALREADY_DONE)
+        user.password_hash = await self.s.hasher.hash(password)
+        # Whoever knew the old password is out: every browser session and every token family.
+        await db.execute(update(BrowserSession).where(
+            BrowserSession.user_id == user.id, BrowserSession.ended_at.is_(None)).values(ended_at=now))
+        grants = (await db.execute(select(Grant.id).where(
+            Grant.user_id == user.id, Grant.revoked_at.is_(None)))).scalars().all()
+        for grant_id in grants:
+            await revoke_grant(db, grant_id)
+        # Tell the person, on the primary email and on the channel the reset went through.
+        recipients = [("email", user.email)]
+        destination = self._destination(flow)
+        if destination and (flow.channel, destination) not in recipients:
+            recipients.append((flow.channel, destination))
+        for channel, recipient in recipients:
+            await self.s.courier.enqueue(db, channel=channel, recipient=recipient,
+                                         kind="password_changed", locale=flow.locale, params={})
+        await db.flush()
+        return ResetDone(flow.login_flow_id)

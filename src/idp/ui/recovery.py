@@ -1,0 +1,152 @@
+"""Password reset pages: /reset → /reset/code → /reset/password → done. Each parses the form,
+checks CSRF, calls one step of flows/recovery.py (which checks the state)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from idp.accounts.password_policy import PasswordRejected
+from idp.flows.recovery import RecoveryError, ResetState
+from idp.otp.service import CodeProblem
+from idp.ratelimit.errors import RateLimited
+from idp.ui.i18n import N_, negotiate
+from idp.ui.web import Csrf, error_page, render, services
+
+router = APIRouter(include_in_schema=False)
+
+START = "reset"  # the CSRF purpose of the first form (no flow exists yet)
+FORM_EXPIRED = N_("The form expired. Start again.")
+TOO_MANY = N_("Too many attempts. Wait a while and try again.")
+# otp.CodeProblem.public_message, marked here so the catalogues translate it.
+CODE_NOT_VALID = N_("The code is not valid. Check it or ask for a new one.")
+POLICY_TEXTS = {
+    "too_short": N_("The password must be at least %(minimum)s characters long."),
+    "too_long": N_("The password must be at most %(maximum)s characters long."),
+    "common": N_("The password is too common. Choose one that is hard to guess."),
+    "contains_identifier": N_("The password must not contain your email address, phone number or the service name."),
+    "has_spaces": N_("The password must not contain spaces."),
+}
+
+
+def _browser(csrf: Csrf) -> str | None:
+    return None if csrf.is_new else csrf.cookie
+
+
+def _too_many(request: Request, retry_after: int | None) -> Response:
+    response = error_page(request, TOO_MANY, status_code=429)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
+
+
+# ---- start -------------------------------------------------------------------------------------
+
+@router.get("/reset")
+async def reset_page(request: Request, flow: str | None = None) -> Response:
+    csrf = Csrf(request)
+    return render(request, "reset_start.html", {"login_flow_id": flow, "csrf_token": csrf.token(START)},
+                  csrf=csrf)
+
+
+@router.post("/reset")
+async def reset_submit(request: Request) -> Response:
+    s = services(request)
+    form = await request.form()
+    csrf = Csrf(request)
+    if not csrf.valid(form.get("csrf_token"), START):
+        return error_page(request, FORM_EXPIRED, status_code=403)
+    locale = negotiate(None, request.headers.get("accept-language"), s.settings.default_locale)
+    login_flow = form.get("login_flow")
+    try:
+        flow = await s.db.run(lambda db: s.recovery.start(
+            db, str(form.get("identifier", "")), ip=_ip(request), locale=locale,
+            browser=csrf.cookie, login_flow_id=login_flow if isinstance(login_flow, str) else None))
+    except RateLimited as exc:
+        return _too_many(request, exc.retry_after)
+    return RedirectResponse(f"/reset/code?flow={flow.id}", status_code=303)
+
+
+# ---- code --------------------------------------------------------------------------------------
+
+def _code_page(request: Request, flow, csrf: Csrf, *, error: str | None = None,
+               status_code: int = 200) -> Response:
+    return render(request, "reset_code.html", {
+        "flow_id": flow.id, "login_flow_id": flow.login_flow_id, "error": error,
+        "csrf_token": csrf.token(flow.id),
+    }, status_code=status_code, csrf=csrf)
+
+
+@router.get("/reset/code")
+async def code_page(request: Request, flow: str | None = None) -> Response:
+    s, csrf = services(request), Csrf(request)
+    try:
+        view = await s.db.run(lambda db: s.recovery.load(db, flow, ResetState.AWAITING_CODE,
+                                                         browser=_browser(csrf)))
+    except RecoveryError as exc:
+        return error_page(request, str(exc))
+    return _code_page(request, view, csrf)
+
+
+@router.post("/reset/code")
+async def code_submit(request: Request) -> Response:
+    s, csrf = services(request), Csrf(request)
+    form = await request.form()
+    flow_id = form.get("flow")
+    if not csrf.valid(form.get("csrf_token"), str(flow_id)):
+        return error_page(request, FORM_EXPIRED, status_code=403)
+    try:
+        await s.db.run(lambda db: s.recovery.verify_code(db, flow_id, str(form.get("code", "")),
+                                                         browser=_browser(csrf)))
+    except RecoveryError as exc:
+        return error_page(request, str(exc))
+    except CodeProblem as exc:
+        if getattr(exc, "retry_after", None):
+            return _too_many(request, exc.retry_after)
+        view = await s.db.run(lambda db: s.recovery.load(db, flow_id, ResetState.AWAITING_CODE,
+                                                         browser=_browser(csrf)))
+        return _code_page(request, view, csrf, error=exc.public_message, status_code=400)
+    return RedirectResponse(f"/reset/password?flow={flow_id}", status_code=303)
+
+
+# ---- new password ------------------------------------------------------------------------------
+
+def _password_page(request: Request, flow_id: str, csrf: Csrf, *, error: str | None = None,
+                   error_params: dict | None = None, status_code: int = 200) -> Response:
+    return render(request, "reset_password.html", {
+        "flow_id": flow_id, "error": error, "error_params": error_params or {},
+        "csrf_token": csrf.token(flow_id),
+    }, status_code=status_code, csrf=csrf)
+
+
+@router.get("/reset/password")
+async def password_page(request: Request, flow: str | None = None) -> Response:
+    s, csrf = services(request), Csrf(request)
+    try:
+        view = await s.db.run(lambda db: s.recovery.load(db, flow, ResetState.CODE_VERIFIED,
+                                                         browser=_browser(csrf)))
+    except RecoveryError as exc:
+        return error_page(request, str(exc))
+    return _password_page(request, view.id, csrf)
+
+
+@router.post("/reset/password")
+async def password_submit(request: Request) -> Response:
+    s, csrf = services(request), Csrf(request)
+    form = await request.form()
+    flow_id = form.get("flow")
+    if not csrf.valid(form.get("csrf_token"), str(flow_id)):
+        return error_page(request, FORM_EXPIRED, status_code=403)
+    try:
+        done = await s.db.run(lambda db: s.recovery.set_password(
+            db, flow_id, str(form.get("password", "")), browser=_browser(csrf)))
+    except RecoveryError as exc:
+        return error_page(request, str(exc))
+    except PasswordRejected as exc:
+        return _password_page(request, str(flow_id), csrf, error=POLICY_TEXTS[exc.reason],
+                              error_params=exc.params, status_code=400)
+    return render(request, "reset_done.html", {"login_flow_id": done.login_flow_id})
