@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from idp.app import create_app
 from idp.db.migrate import upgrade
 from idp.settings import Settings
+from tests.mail_sms import SmtpServer
 from tests.rp import RelyingParty
 
 ISSUER = "http://idp.test"
@@ -73,6 +74,15 @@ async def http(app):
     """A fresh browser-like HTTP client (own cookie jar) talking to the app."""
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    """A real SMTP server (aiosmtpd) on 127.0.0.1; tests read what it received by address."""
+    server = SmtpServer()
+    server.controller.start()
+    yield server
+    server.controller.stop()
 
 
 @pytest.fixture

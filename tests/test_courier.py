@@ -22,16 +22,8 @@ from idp.keys.crypto import unseal
 from idp.otp import OtpService, Purpose
 from idp.settings import Settings
 from tests.mail_sms import (
-    TWILIO_SID, TWILIO_TOKEN, WEBHOOK_SECRET, SmsGateway, SmtpServer, code_in,
+    TWILIO_SID, TWILIO_TOKEN, WEBHOOK_SECRET, SmsGateway, code_in,
 )
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.controller.start()
-    yield server
-    server.controller.stop()
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ IDP = Path(sys.executable).parent / "idp"
 POLL = 0.05
 
 
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.controller.start()
-    yield server
-    server.controller.stop()
-
-
 @pytest.fixture(autouse=True)
 async def empty_outbox(services):
     """Each test sees only its own messages (other modules leave theirs behind)."""

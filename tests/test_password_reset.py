@@ -25,14 +25,6 @@ POLL = 0.05
 
 
 @pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    server.controller.start()
-    yield server
-    server.controller.stop()
-
-
-@pytest.fixture(scope="module")
 def gateway():
     server = SmsGateway()
     server.start()

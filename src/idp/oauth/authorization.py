@@ -112,8 +112,7 @@ class AuthorizationService:
         client_id = params.get("client_id")
         if "client_id" in twice or client_id is None:
             raise ErrorPage("client_id is missing or repeated")
-        # No client_id holds a NUL, and PostgreSQL text cannot: it must not reach the query.
-        client = None if "\x00" in client_id else await self.s.clients.get(db, client_id)
+        client = await self.s.clients.get(db, client_id)
         if client is None:
             raise ErrorPage("unknown client")
         if "redirect_uri" in twice:

@@ -11,12 +11,11 @@ from idp.flows.recovery import RecoveryError, ResetState
 from idp.otp.service import CodeProblem
 from idp.ratelimit.errors import RateLimited
 from idp.ui.i18n import N_, negotiate
-from idp.ui.web import Csrf, error_page, render, services
+from idp.ui.web import FORM_EXPIRED, Csrf, error_page, render, services
 
 router = APIRouter(include_in_schema=False)
 
 START = "reset"  # the CSRF purpose of the first form (no flow exists yet)
-FORM_EXPIRED = N_("The form expired. Start again.")
 TOO_MANY = N_("Too many attempts. Wait a while and try again.")
 # otp.CodeProblem.public_message, marked here so the catalogues translate it.
 CODE_NOT_VALID = N_("The code is not valid. Check it or ask for a new one.")

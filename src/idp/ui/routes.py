@@ -10,7 +10,7 @@ from idp.flows.service import FlowError, LoginFailed
 from idp.oauth.authorization import Interaction, Redirect
 from idp.oauth.logout import LogoutError
 from idp.ui.i18n import N_
-from idp.ui.web import Csrf, clear_cookie, error_page, get_cookie, render, services, set_cookie
+from idp.ui.web import FORM_EXPIRED, Csrf, clear_cookie, error_page, get_cookie, render, services, set_cookie
 
 router = APIRouter(include_in_schema=False)
 
@@ -62,7 +62,7 @@ async def login_submit(request: Request) -> Response:
     flow_id, csrf = form.get("flow"), Csrf(request)
     username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
     if not csrf.valid(form.get("csrf_token"), str(flow_id)):
-        return error_page(request, "The form expired. Go back to the application and try again.", status_code=403)
+        return error_page(request, FORM_EXPIRED, status_code=403)
     try:
         result = await s.db.run(lambda db: s.flows.submit_password(
             db, flow_id, username, password, get_cookie(request, SESSION_COOKIE)))
@@ -98,7 +98,7 @@ async def consent_submit(request: Request) -> Response:
     form = await request.form()
     flow_id = form.get("flow")
     if not Csrf(request).valid(form.get("csrf_token"), str(flow_id)):
-        return error_page(request, "The form expired. Go back to the application and try again.", status_code=403)
+        return error_page(request, FORM_EXPIRED, status_code=403)
     allow = form.get("decision") == "allow"
 
     async def work(db):
@@ -145,7 +145,7 @@ async def logout_confirm(request: Request) -> Response:
     s = services(request)
     form = await request.form()
     if not Csrf(request).valid(form.get("csrf_token"), "logout"):
-        return error_page(request, "The form expired. Go back to the application and try again.", status_code=403)
+        return error_page(request, FORM_EXPIRED, status_code=403)
     items = [(k, str(v)) for k, v in form.multi_items() if k not in ("csrf_token", "decision")]
     if form.get("decision") != "logout":
         return render(request, "logged_out.html", {"heading": N_("You are still signed in.")})

@@ -10,7 +10,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from idp.security import keyed_hash, random_token, same
 from idp.services import Services
-from idp.ui.i18n import negotiate, translations
+from idp.ui.i18n import N_, negotiate, translations
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -83,6 +83,9 @@ def render(request: Request, template: str, context: dict, *, status_code: int =
     if csrf is not None:
         csrf.persist(response)
     return response
+
+
+FORM_EXPIRED = N_("The form expired. Go back to the application and try again.")
 
 
 def error_page(request: Request, message: str, *, status_code: int = 400, ui_locales: str | None = None) -> HTMLResponse:
