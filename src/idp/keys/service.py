@@ -195,6 +195,18 @@ class KeyRing:
         return claims
 
 
+def unverified_claims(token: str) -> dict:
+    """The claims of a JWT before its signature is checked: only to find which keys to check it
+    with (the client of a private_key_jwt assertion). Raises TokenInvalid."""
+    try:
+        claims = json.loads(_b64decode(token.split(".")[1]))
+    except (IndexError, ValueError) as exc:
+        raise TokenInvalid("malformed JWT") from exc
+    if not isinstance(claims, dict):
+        raise TokenInvalid("JWT claims are not an object")
+    return claims
+
+
 def _b64decode(segment: str) -> bytes:
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -17,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.models import User
-from idp.keys.service import TokenInvalid, verify_with_client_keys
+from idp.keys.service import TokenInvalid, unverified_claims, verify_with_client_keys
 from idp.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from idp.oauth.models import Client, UsedClientAssertion
 from idp.security import keyed_hash, random_token, same
@@ -196,12 +195,10 @@ class ClientService:
         if form.get("client_assertion_type") != JWT_BEARER or "client_assertion" not in form:
             raise InvalidRequest("client_assertion_type must be " + JWT_BEARER)
         try:
-            payload = form["client_assertion"].split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            sub = claims.get("sub") if isinstance(claims, dict) else None
-            return sub if isinstance(sub, str) else None
-        except (IndexError, ValueError):
+            sub = unverified_claims(form["client_assertion"]).get("sub")
+        except TokenInvalid:
             raise InvalidClient("malformed client assertion") from None
+        return sub if isinstance(sub, str) else None
 
     async def _verify_assertion(self, db: AsyncSession, client: Client, assertion: str) -> None:
         """RFC 7523 §3: iss and sub are the client_id, aud names us, exp is in the future, and
