@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from idp.app import create_app
 from idp.db.migrate import upgrade
 from idp.settings import Settings
-from tests.mail_sms import SmtpServer
+from tests.mail_sms import WEBHOOK_SECRET, SmsGateway, SmtpServer
 from tests.rp import RelyingParty
 
 ISSUER = "http://idp.test"
@@ -89,3 +89,30 @@ def smtp():
 def rp(app, services) -> RelyingParty:
     """An independent relying party: registers a client and drives flows over HTTP."""
     return RelyingParty(app, services)
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    """A real HTTP SMS gateway on 127.0.0.1 speaking our signed webhook (and Twilio's API)."""
+    server = SmsGateway()
+    server.start()
+    yield server
+    server.stop()
+
+
+COURIER_POLL = 0.05
+
+
+@pytest.fixture(scope="module")
+async def delivering_app(settings, smtp, gateway):
+    """An app on the shared database that really sends: email to the module's SMTP server, SMS to
+    the module's gateway, its courier worker running in process."""
+    application = create_app(settings.model_copy(update={
+        "email_provider": "smtp", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+        "smtp_starttls": False, "mail_from": "idp <no-reply@idp.test>",
+        "sms_provider": "webhook", "sms_webhook_url": f"{gateway.url}/webhook",
+        "sms_webhook_secret": WEBHOOK_SECRET,
+        "courier_in_process": True, "courier_poll_seconds": COURIER_POLL,
+    }))
+    async with application.router.lifespan_context(application):
+        yield application

@@ -128,3 +128,39 @@ class SmsGateway:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# ---- waiting for what the courier worker delivers ----------------------------------------------
+
+async def until(predicate, *, timeout: float = 5.0):
+    """Poll `predicate` until it returns something truthy (the worker sends in the background)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "timed out waiting for a delivery"
+        await asyncio.sleep(0.02)
+
+
+async def mail_to(smtp: SmtpServer, address: str, count: int = 1) -> list:
+    """The first `count` (or more) mails received for `address`."""
+    return await until(lambda: len(smtp.to(address)) >= count and smtp.to(address))
+
+
+async def emailed_code(smtp: SmtpServer, address: str, count: int = 1, *,
+                       warning: str = "not a password") -> str:
+    """The code in the `count`-th mail to `address` (which must say the code is not a password)."""
+    mail = (await mail_to(smtp, address, count))[count - 1]
+    body = smtp.body(mail)
+    assert warning in body
+    return code_in(body)
+
+
+async def texted_code(gateway: SmsGateway, number: str, count: int = 1) -> str:
+    """The code in the `count`-th SMS to `number`."""
+    messages = await until(lambda: len(gateway.to(number)) >= count and gateway.to(number))
+    assert "not a password" in messages[count - 1]["text"]
+    return code_in(messages[count - 1]["text"])

@@ -7,42 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from idp.app import create_app
 from idp.sessions.models import BrowserSession
-from tests.conftest import ISSUER
-from tests.mail_sms import WEBHOOK_SECRET, SmsGateway, SmtpServer, code_in
+from tests.conftest import COURIER_POLL as POLL, ISSUER
+from tests.mail_sms import code_in, emailed_code, mail_to, until
 from tests.rp import PASSWORD, RelyingParty, form_field
 from tests.token_support import OFFLINE, assert_error, refresh
 
 NEW_PASSWORD = "a brand new long passphrase"
-POLL = 0.05
 
 
 @pytest.fixture(scope="module")
-def gateway():
-    server = SmsGateway()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def reset_app(settings, smtp, gateway):
-    application = create_app(settings.model_copy(update={
-        "email_provider": "smtp", "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
-        "smtp_starttls": False, "mail_from": "idp <no-reply@idp.test>",
-        "sms_provider": "webhook", "sms_webhook_url": f"{gateway.url}/webhook",
-        "sms_webhook_secret": WEBHOOK_SECRET,
-        "courier_in_process": True, "courier_poll_seconds": POLL,
-    }))
-    async with application.router.lifespan_context(application):
-        yield application
+def reset_app(delivering_app):
+    return delivering_app
 
 
 @pytest.fixture
@@ -59,20 +40,6 @@ def rp(reset_app, s) -> RelyingParty:
 async def browser(reset_app):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=reset_app), base_url=ISSUER) as client:
         yield client
-
-
-async def _until(predicate, *, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
-async def mail_to(smtp: SmtpServer, address: str, count: int = 1) -> list:
-    return await _until(lambda: len(smtp.to(address)) >= count and smtp.to(address))
 
 
 async def start_reset(browser, identifier: str, *, login_flow: str | None = None) -> httpx.Response:
@@ -103,13 +70,6 @@ async def submit_password(browser, password_location: str, password: str) -> htt
         "flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token"),
         "password": password,
     })
-
-
-async def emailed_code(smtp, email: str, count: int = 1, *, warning: str = "not a password") -> str:
-    mail = (await mail_to(smtp, email, count))[count - 1]
-    body = smtp.body(mail)
-    assert warning in body
-    return code_in(body)
 
 
 async def test_reset_by_email_end_to_end_ends_sessions_and_token_families(browser, rp, s, smtp):
@@ -250,12 +210,12 @@ async def test_reset_by_sms_and_the_resend_limit(browser, rp, s, gateway):
 
     reply = await start_reset(browser, number)
     assert reply.status_code == 303
-    [sms] = await _until(lambda: gateway.to(number))
+    [sms] = await until(lambda: gateway.to(number))
     assert "not a password" in sms["text"]
     reply = await submit_code(browser, reply.headers["location"], code_in(sms["text"]))
     done = await submit_password(browser, reply.headers["location"], NEW_PASSWORD)
     assert done.status_code == 200
-    await _until(lambda: len(gateway.to(number)) >= 2)  # "your password was changed"
+    await until(lambda: len(gateway.to(number)) >= 2)  # "your password was changed"
     assert "changed" in gateway.to(number)[1]["text"]
 
     # A second SMS to the number right away waits (429 + Retry-After), as for an unknown number.

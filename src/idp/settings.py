@@ -129,6 +129,20 @@ class Settings(BaseSettings):
     sms_hourly_budget: int = Field(1000, ge=1)
     sms_budget_window: int = Field(3600, ge=1)
 
+    # ---- Sign-in, registration and the account pages (flows/, ui/) --------------------------------
+    # Passwordless sign-in by a one-time code (operators switch each channel on or off). With SMS
+    # on, a phone number typed on the login page leads straight to the code step.
+    login_code_sms: bool = True
+    login_code_email: bool = True
+    # Self-registration paths: email + password confirmed by a code, and phone + SMS code.
+    registration_email: bool = True
+    registration_phone: bool = True
+    # Removing a factor, changing a phone or a password on the account pages needs a sign-in at
+    # most this many seconds old; older sessions are asked to sign in again first.
+    reauth_seconds: int = Field(600, ge=30)
+    # How long a temporary password set by an admin works (it must be changed at first use).
+    temporary_password_ttl: int = Field(7 * 24 * 3600, ge=300)
+
     # ---- Courier worker (courier/service.py) ----------------------------------------------------
     # Run the courier in the server process (a background task per worker process; many nodes may
     # run it at once, the claim is atomic). false: run `idp courier run` as its own process instead.

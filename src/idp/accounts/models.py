@@ -14,13 +14,19 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    email: Mapped[str] = mapped_column(String(320), unique=True)  # stored lower-cased
+    # The primary email (stored lower-cased); None for an account registered with a phone number.
+    email: Mapped[str | None] = mapped_column(String(320), unique=True)
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     name: Mapped[str | None] = mapped_column(String(200))
     given_name: Mapped[str | None] = mapped_column(String(100))
     family_name: Mapped[str | None] = mapped_column(String(100))
     locale: Mapped[str | None] = mapped_column(String(16))
     password_hash: Mapped[str | None] = mapped_column(String(255))
+    # A temporary password (set by an admin) works until it expires and forces a new one first.
+    password_must_change: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "sms" or "email": the person chose a code to a verified identifier as a second factor.
+    code_second_factor: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -27,8 +27,11 @@ class AuthorizationFlow(Base):
     __tablename__ = "authorization_flows"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    # None for a sign-in to our own account pages (then `request` holds only where to return).
+    client_id: Mapped[str | None] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
     request: Mapped[dict] = mapped_column(JSON)  # the validated authorization request
+    # What the login steps learned so far: the login typed, the factors passed, the next step.
+    data: Mapped[dict | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     session_id: Mapped[str | None] = mapped_column(String(64))

@@ -11,12 +11,14 @@ Each transition starts with a guard on the current state; a spent or expired flo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.models import User
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
 from idp.oauth.authorization import ACR_PASSWORD, AuthorizationRequest, Interaction, Redirect
@@ -67,8 +69,31 @@ class FlowService:
             raise FlowError("this sign-in link has expired; start again from the application")
         if flow.state != state:
             raise FlowError("this step is already done; start again from the application")
-        client = await self.s.clients.get(db, flow.client_id)
+        client = await self.s.clients.get(db, flow.client_id) if flow.client_id else None
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
+
+    async def start_account_flow(self, db: AsyncSession, *, return_to: str, max_age: int | None = None,
+                                 ui_locales: str | None = None) -> str:
+        """A sign-in for our own pages (no client): the browser goes to `/login?flow=<id>` and,
+        once signed in, is sent to `return_to` (a path on this server)."""
+        if not return_to.startswith("/") or return_to.startswith("//"):
+            raise ValueError("return_to must be a local path")
+        request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False,
+                                       scopes=[], max_age=max_age, ui_locales=ui_locales)
+        flow = AuthorizationFlow(
+            client_id=None, request=asdict(request), state=FlowState.LOGIN, data={},
+            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
+        )
+        db.add(flow)
+        await db.flush()
+        return flow.id
+
+    async def sign_in(self, db: AsyncSession, flow_id: str | None, user: User, *, amr: list[str],
+                      previous_cookie: str | None = None, user_agent: str | None = None) -> LoginResult:
+        """Sign `user` in on a flow still at LOGIN, authenticated by `amr` (e.g. a registration
+        that just confirmed its code): a new session, then consent, a code or the return page."""
+        view = await self.load(db, flow_id, FlowState.LOGIN, lock=True)
+        return await self._start_session(db, view, user, amr, previous_cookie, user_agent)
 
     async def submit_password(self, db: AsyncSession, flow_id: str | None, login: str,
                               password: str, previous_cookie: str | None = None) -> LoginResult:
@@ -78,13 +103,21 @@ class FlowService:
         user = await self.s.accounts.authenticate_password(db, "" if "\x00" in login else login, password)
         if user is None:
             raise LoginFailed()
+        return await self._start_session(db, view, user, ["pwd"], previous_cookie, None)
+
+    async def _start_session(self, db: AsyncSession, view: FlowView, user: User, amr: list[str],
+                             previous_cookie: str | None, user_agent: str | None) -> LoginResult:
         # A new session at every login (no fixation), and the one it replaces ends (ASVS 7.2.4).
         previous = await self.s.sessions.from_cookie(db, previous_cookie)
         if previous is not None:
             await self.s.sessions.end(db, previous.id)
-        session, cookie = await self.s.sessions.start(db, user_id=user.id, amr=["pwd"], acr=ACR_PASSWORD)
-        client = await self.s.clients.get(db, view.flow.client_id)
+        session, cookie = await self.s.sessions.start(db, user_id=user.id, amr=amr, acr=ACR_PASSWORD,
+                                                      user_agent=user_agent)
         view.flow.user_id, view.flow.session_id = user.id, session.id
+        if view.flow.client_id is None:
+            view.flow.state = FlowState.COMPLETE
+            return LoginResult(Redirect(view.request.redirect_uri), cookie)
+        client = await self.s.clients.get(db, view.flow.client_id)
         outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow)
         return LoginResult(outcome, cookie)
 
