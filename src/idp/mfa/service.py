@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.models import User
 from idp.mfa.models import TotpFactor
 from idp.mfa.recovery import RecoveryCodeService
 from idp.mfa.totp import TotpService
@@ -16,12 +17,13 @@ class SecondFactorService:
         self.recovery = recovery
 
     async def has_second_factor(self, db: AsyncSession, user_id: str) -> bool:
-        """A confirmed factor exists. Recovery codes do not count: they replace a lost factor.
-
-        (SMS and email codes as second factors will be added here when they exist.)
-        """
+        """A confirmed authenticator app, or a code by SMS or email chosen as second factor
+        (users.code_second_factor). Recovery codes do not count: they replace a lost factor."""
         query = select(exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)))
-        return bool((await db.execute(query)).scalar())
+        if (await db.execute(query)).scalar():
+            return True
+        chosen = await db.execute(select(User.code_second_factor).where(User.id == user_id))
+        return chosen.scalar_one_or_none() is not None
 
     async def remove_totp(self, db: AsyncSession, *, user_id: str, factor_id: str) -> bool:
         """Remove a factor; with the last one gone, the recovery codes go too (they would otherwise
