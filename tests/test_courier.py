@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 from idp.courier import Courier, DevOutbox, SmtpProvider, TwilioSmsProvider, WebhookSmsProvider
 from idp.courier.models import CourierMessage
 from idp.courier.providers import providers_from_settings
-from idp.courier.templates import KINDS, LOCALES, render
+from idp.courier.templates import KINDS, LOCALES, NOTICE_KINDS, render
 from idp.db import utcnow
 from idp.keys.crypto import unseal
 from idp.otp import OtpService, Purpose
@@ -274,6 +274,48 @@ def test_every_kind_has_a_text_in_every_language_that_warns_it_is_not_a_password
                 assert "123456" in text.body and warning[locale] in text.body, (kind, locale)
                 assert (text.subject is None) == (channel == "sms")
     assert render("sms", "login", "de-DE", {"code": "1"}).body.startswith("Your code is")
+
+
+NOTICE_PARAMS = {"temporary_password": {"password": "7K3M-Q9XD-2RFA-W8NP", "hours": 24}}
+
+
+def test_every_notice_has_a_subject_a_body_and_an_sms_in_every_language():
+    expected = {"registration_exists", "factor_added", "factor_removed", "identifier_added",
+                "identifier_removed", "temporary_password", "password_changed"}
+    assert expected <= set(NOTICE_KINDS)
+    for kind in NOTICE_KINDS:
+        params = NOTICE_PARAMS.get(kind, {})
+        english = render("email", kind, "en", params)
+        for locale in LOCALES:
+            email, sms = render("email", kind, locale, params), render("sms", kind, locale, params)
+            assert email.subject and email.body.endswith("\n") and sms.subject is None, (kind, locale)
+            assert "{" not in email.body + sms.body, (kind, locale)  # no placeholder left over
+            assert len(sms.body) <= 320, (kind, locale)  # at most three SMS parts
+            if locale != "en":  # translated, not English left behind
+                assert email.subject != english.subject and email.body != english.body, (kind, locale)
+
+
+def test_security_notices_say_what_to_do_if_it_was_not_you():
+    advice = {"en": "reset your password", "fi": "vaihda salasanasi", "sv": "återställ lösenordet",
+              "hu": "állítsa vissza a jelszavát"}
+    for kind in ("factor_added", "factor_removed", "identifier_added", "identifier_removed"):
+        for locale in LOCALES:
+            for channel in ("email", "sms"):
+                assert advice[locale] in render(channel, kind, locale, {}).body, (kind, locale, channel)
+    assert "email address" in render("email", "registration_exists", "en", {}).body
+    assert "phone number" in render("sms", "registration_exists", "en", {}).body
+
+
+def test_the_temporary_password_notice_carries_the_password_and_its_lifetime():
+    words = {"en": "24 hours", "fi": "24 tunnin", "sv": "24 timmar", "hu": "24 órán"}
+    for locale in LOCALES:
+        for channel in ("email", "sms"):
+            body = render(channel, "temporary_password", locale, NOTICE_PARAMS["temporary_password"]).body
+            assert "7K3M-Q9XD-2RFA-W8NP" in body and words[locale] in body, (locale, channel)
+    assert "for 1 hour," in render("sms", "temporary_password", "en", {"password": "x", "hours": 1}).body
+    assert "1 timme." in render("sms", "temporary_password", "sv", {"password": "x", "hours": 1}).body
+    with pytest.raises(ValueError, match="hours"):
+        render("email", "temporary_password", "en", {"password": "x"})
 
 
 async def test_an_unknown_kind_fails_the_callers_transaction(services):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -181,6 +182,46 @@ def users_add(
     if number is not None:
         shown["phone_number"] = number
     print(json.dumps(shown, indent=2)) if as_json else console.print(shown)
+
+
+class Via(str, Enum):
+    email = "email"
+    sms = "sms"
+
+
+@users_app.command("temp-password")
+def users_temp_password(
+    login: Annotated[str, typer.Argument(metavar="LOGIN",
+                                         help="the account's verified email or phone number")],
+    via: Annotated[Via, typer.Option(help="send it to the account's verified email or phone")],
+    password: Annotated[Optional[str], typer.Option(
+        help="use this password instead of a generated one (it must pass the password policy; "
+             "a command line is seen by the shell history and `ps`)")] = None,
+    show: Annotated[bool, typer.Option("--show", help="also print the password here")] = False,
+) -> None:
+    """Set a temporary password and send it. It works for IDP_TEMPORARY_PASSWORD_TTL seconds
+    (a week by default), must be changed at the next sign-in, and ends every session and token
+    of the account now. The password is printed only with --show."""
+    from idp.accounts.service import AccountError
+
+    async def work(s, db):
+        user = await s.accounts.find_by_login(db, login)
+        if user is None:
+            return None, None
+        chosen = await s.temporary_passwords.set(db, user, via=via.value, password=password)
+        return chosen, await s.temporary_passwords.destination(db, user, via.value)
+
+    from idp.accounts.temporary import masked
+
+    try:
+        chosen, destination = _with_services(work)
+    except AccountError as exc:
+        _fail(str(exc))
+    if chosen is None:
+        _fail(f"no account signs in with {login!r} (a verified email or phone number)")
+    console.print(f"temporary password sent to {masked(destination)}")
+    if show:
+        console.print(f"temporary password: {chosen}", markup=False, highlight=False)
 
 
 @keys_app.command("list")

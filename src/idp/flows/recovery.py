@@ -26,11 +26,9 @@ from idp.accounts.models import Identifier, User
 from idp.accounts.phones import PhoneNumberError
 from idp.db import Base, UTCDateTime, new_id, utcnow
 from idp.keys.crypto import seal, unseal
-from idp.oauth.grants.base import revoke_grant
-from idp.oauth.models import Grant
 from idp.otp.service import CodeInvalid, Purpose, ResendTooSoon, TooManyAttempts
 from idp.security import keyed_hash, same
-from idp.sessions.models import BrowserSession
+from idp.sessions.sign_out import end_everything
 from idp.ui.i18n import N_
 
 if TYPE_CHECKING:
@@ -192,15 +190,13 @@ class RecoveryService:
         if moved.rowcount != 1:
             raise RecoveryError(ALREADY_DONE)
         user.password_hash = await self.s.hasher.hash(password)
+        # The person chose this password: a temporary one pending from an administrator is gone.
+        user.password_must_change, user.password_expires_at = False, None
         # Whoever knew the old password is out: every browser session and every token family.
-        await db.execute(update(BrowserSession).where(
-            BrowserSession.user_id == user.id, BrowserSession.ended_at.is_(None)).values(ended_at=now))
-        grants = (await db.execute(select(Grant.id).where(
-            Grant.user_id == user.id, Grant.revoked_at.is_(None)))).scalars().all()
-        for grant_id in grants:
-            await revoke_grant(db, grant_id)
-        # Tell the person, on the primary email and on the channel the reset went through.
-        recipients = [("email", user.email)]
+        await end_everything(db, user.id)
+        # Tell the person, on the primary email (a phone-only account has none) and on the
+        # channel the reset went through.
+        recipients = [("email", user.email)] if user.email else []
         destination = self._destination(flow)
         if destination and (flow.channel, destination) not in recipients:
             recipients.append((flow.channel, destination))
