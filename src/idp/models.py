@@ -4,6 +4,7 @@ from idp.accounts.models import Identifier, User  # noqa: F401
 from idp.courier.models import CourierMessage  # noqa: F401
 from idp.flows.models import AuthorizationFlow  # noqa: F401
 from idp.flows.recovery import PasswordResetFlow  # noqa: F401
+from idp.flows.registration import RegistrationFlow  # noqa: F401
 from idp.keys.models import SigningKey  # noqa: F401
 from idp.mfa.models import RecoveryCode, TotpFactor  # noqa: F401
 from idp.oauth.models import (  # noqa: F401

@@ -37,6 +37,11 @@ def normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _name_parts(name: str | None) -> dict:
+    given, _, family = (name or "").partition(" ")
+    return {"name": name or None, "given_name": given or None, "family_name": family or None}
+
+
 class AccountService:
     def __init__(self, hasher: PasswordHasher, policy: PasswordPolicy | None = None,
                  phones: PhonePolicy | None = None) -> None:
@@ -55,16 +60,42 @@ class AccountService:
             password = self.policy.check(password, identifiers=(email,))
         if await self.find_by_email(db, email) is not None:
             raise AccountError("an account with this email exists")
-        given, _, family = (name or "").partition(" ")
         user = User(
-            email=email, email_verified=email_verified, name=name or None,
-            given_name=given or None, family_name=family or None,
+            email=email, email_verified=email_verified, **_name_parts(name),
             password_hash=await self.hasher.hash(password) if password else None,
         )
         db.add(user)
         await db.flush()
         # The primary email is also an identifier: login goes through identifiers only.
         await self._add_identifier(db, user, "email", email, verified=email_verified)
+        return user
+
+    async def create_registered_user(self, db: AsyncSession, *, kind: str, value: str,
+                                     password_hash: str | None, name: str | None = None,
+                                     locale: str | None = None) -> User:
+        """An account from a self-registration whose email or phone number (`value`, already
+        normalised) was just proven by a code. An email is also the primary email; an account
+        registered by phone has no email and signs in by SMS code until it adds more.
+
+        `password_hash` was computed when the person typed the password (the policy was checked
+        then); the password itself never reaches this far. Raises IdentifierTaken when the value
+        is verified on another account or is another account's primary email: the unique
+        indexes decide, so of two registrations completing in parallel exactly one creates an
+        account, and the other leaves no row behind (everything here is in one savepoint).
+        """
+        assert kind in IDENTIFIER_KINDS, kind
+        now = utcnow()
+        user = User(email=value if kind == "email" else None, email_verified=kind == "email",
+                    password_hash=password_hash, locale=locale, **_name_parts(name))
+        try:
+            async with db.begin_nested():
+                db.add(user)
+                await db.flush()
+                db.add(Identifier(user_id=user.id, kind=kind, value=value, verified=True,
+                                  verified_at=now))
+                await db.flush()
+        except IntegrityError:
+            raise IdentifierTaken(kind) from None
         return user
 
     def normalise_identifier(self, kind: str, typed: str) -> str:
@@ -169,7 +200,9 @@ class AccountService:
         The new password is checked before the current one is verified, so a policy error costs
         no hash; a wrong current password raises WrongPassword.
         """
-        new = self.policy.check(new, has_second_factor=has_second_factor, identifiers=(user.email,))
+        # An account registered with a phone number has no email (None is no identifier).
+        new = self.policy.check(new, has_second_factor=has_second_factor,
+                                identifiers=(user.email,) if user.email else ())
         if not await self.hasher.verify(user.password_hash, normalise_password(current)):
             raise WrongPassword()
         user.password_hash = await self.hasher.hash(new)
@@ -191,7 +224,8 @@ def user_claims(user: User, scopes: set[str]) -> dict:
     values = {
         "name": user.name, "given_name": user.given_name, "family_name": user.family_name,
         "locale": user.locale, "updated_at": int(user.updated_at.timestamp()),
-        "email": user.email, "email_verified": user.email_verified,
+        # email_verified speaks of the email claim: an account without an email has neither.
+        "email": user.email, "email_verified": user.email_verified if user.email else None,
     }
     claims = {"sub": user.id}
     for scope in scopes & SCOPE_CLAIMS.keys():
