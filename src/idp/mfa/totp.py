@@ -59,6 +59,17 @@ class TotpService:
         uri = self.provisioning_uri(secret, account_name)
         return TotpEnrolment(factor.id, secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
 
+    async def pending(self, db: AsyncSession, *, user_id: str, factor_id: str,
+                      account_name: str) -> TotpEnrolment | None:
+        """The enrolment page again (after a redirect, or a wrong first code): only while the
+        factor is unconfirmed. A confirmed factor's secret is never shown again."""
+        factor = await db.get(TotpFactor, factor_id)
+        if factor is None or factor.user_id != user_id or factor.confirmed_at is not None:
+            return None
+        secret = unseal(self._key, factor.secret_sealed, factor.id).decode()
+        uri = self.provisioning_uri(secret, account_name)
+        return TotpEnrolment(factor.id, secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
+
     def provisioning_uri(self, secret: str, account_name: str) -> str:
         """Key URI Format (google-authenticator wiki): otpauth://totp/Issuer:account?secret=…
 
