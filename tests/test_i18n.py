@@ -64,8 +64,8 @@ async def test_login_page_is_finnish_with_ui_locales_fi(http, rp):
     assert "<title>Kirjaudu sisään</title>" in page.text
     assert "<h1>Kirjaudu sisään</h1>" in page.text
     assert "jatkaaksesi palveluun Kirjasto" in page.text  # %(client)s filled in
-    assert ">Sähköpostiosoite tai puhelinnumero</label>" in page.text and ">Salasana</label>" in page.text
-    assert "Sign in" not in page.text and "Password" not in page.text
+    assert ">Sähköpostiosoite tai puhelinnumero</label>" in page.text and ">Jatka</button>" in page.text
+    assert "Sign in" not in page.text and "Continue" not in page.text
 
 
 async def test_login_page_is_swedish_with_the_first_supported_of_ui_locales(http, rp):
@@ -75,7 +75,7 @@ async def test_login_page_is_swedish_with_the_first_supported_of_ui_locales(http
     assert lang_of(page.text) == "sv"
     assert "<h1>Logga in</h1>" in page.text
     assert "för att fortsätta till Biblioteket" in page.text
-    assert ">Lösenord</label>" in page.text
+    assert ">Fortsätt</button>" in page.text
 
 
 async def test_login_page_is_hungarian_from_accept_language(http, rp):
@@ -85,7 +85,7 @@ async def test_login_page_is_hungarian_from_accept_language(http, rp):
     assert lang_of(page.text) == "hu"
     assert "<h1>Bejelentkezés</h1>" in page.text
     assert "a következő használatához: Könyvtár" in page.text
-    assert ">Jelszó</label>" in page.text
+    assert ">Tovább</button>" in page.text
 
 
 async def test_login_page_is_english_by_default(http, rp):
@@ -122,8 +122,8 @@ async def test_failed_login_message_is_translated(http, rp):
     })
 
     assert reply.status_code == 401
-    assert "Fel e-postadress eller lösenord." in reply.text  # LOGIN_FAILED, a constant in routes.py
-    assert "Incorrect email or password." not in reply.text
+    assert "Fel e-postadress, telefonnummer eller lösenord." in reply.text  # LOGIN_FAILED in ui/login.py
+    assert "Incorrect email, phone number or password." not in reply.text
 
 
 async def test_consent_page_translates_scope_descriptions(http, rp):

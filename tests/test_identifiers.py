@@ -24,7 +24,7 @@ from tests.conftest import ISSUER
 from tests.rp import PASSWORD, form_field
 from tests.test_cli import _env, failed, idp, ok
 
-GENERIC_LOGIN_ERROR = "Incorrect email or password."
+GENERIC_LOGIN_ERROR = "Incorrect email, phone number or password."
 
 
 def fi_mobile() -> tuple[str, str]:

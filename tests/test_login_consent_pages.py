@@ -12,11 +12,12 @@ from sqlalchemy import update
 
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow
+from idp.security import keyed_hash
 from tests.conftest import ISSUER
 from tests.rp import PASSWORD, form_field, query_of
 
 SESSION_COOKIE = "idp_session"  # the issuer is http://, so no __Host- prefix
-GENERIC_LOGIN_ERROR = "Incorrect email or password."
+GENERIC_LOGIN_ERROR = "Incorrect email, phone number or password."
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -85,7 +86,8 @@ async def test_login_page_has_autocomplete_hints_and_a_csrf_token(http, rp):
     client = await rp.register(name="Acme Photos")
     _, page = await login_page(http, rp, client)
     assert page.headers["content-type"].startswith("text/html")
-    assert 'autocomplete="username"' in page.text and 'autocomplete="current-password"' in page.text
+    # Identifier first: one field; the password page names the account for password managers.
+    assert 'autocomplete="username"' in page.text and 'type="password"' not in page.text
     assert len(form_field(page.text, "csrf_token")) >= 32
     assert "Acme Photos" in page.text
     assert page.headers["cache-control"] == "no-store"
@@ -163,7 +165,14 @@ async def test_empty_password_gets_the_same_401(http, rp):
     client = await rp.register()
     email, _ = await rp.user()
     _, page = await login_page(http, rp, client)
+    # Without a password the login form is the identifier step: on to the password page ...
     reply = await http.post("/login", data=login_form(page, email, ""))
+    assert reply.status_code == 303 and reply.headers["location"].startswith("/login/password?flow=")
+    page = await http.get(reply.headers["location"])
+    assert 'autocomplete="current-password"' in page.text and f'value="{email}"' in page.text
+    # ... where an empty one fails like a wrong one.
+    reply = await http.post("/login/password", data={
+        "flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token"), "password": ""})
     assert reply.status_code == 401 and login_error_text(reply) == GENERIC_LOGIN_ERROR
 
 
@@ -376,9 +385,14 @@ async def test_consent_from_another_browser_is_refused(http, rp):
     email, _ = await rp.user()
     _, page = await to_consent(http, rp, client, email)
     async with rp.browser() as other:
-        other_page = await other.get(f"/consent?flow={form_field(page.text, 'flow')}")  # a CSRF cookie of its own
-        assert other_page.status_code == 200
-        error_page(await other.post("/consent", data=decide(other_page, "allow")))
+        # The flow is bound to the browser that started it: another one cannot even see it ...
+        error_page(await other.get(f"/consent?flow={form_field(page.text, 'flow')}"))
+        # ... nor post a decision with a CSRF token of its own for that flow id.
+        await other.get("/reset")  # a CSRF cookie of its own
+        # (A valid token of that browser for the flow, as if CSRF alone guarded the step.)
+        token = keyed_hash(rp.services.csrf_key, f"{other.cookies['idp_csrf']}|{form_field(page.text, 'flow')}")
+        forged = decide(page, "allow") | {"csrf_token": token}
+        error_page(await other.post("/consent", data=forged))
     assert (await prompt_none(http, rp, client))["error"] == "consent_required"
 
 

@@ -18,13 +18,16 @@ from idp.oauth.routes import router as oauth_router
 from idp.observability import RequestContextMiddleware, configure_logging
 from idp.services import Services
 from idp.settings import Settings, get_settings
+from idp.ui.login import router as login_router
+from idp.ui.account import router as account_router
 from idp.ui.recovery import router as recovery_router
+from idp.ui.registration import router as registration_router
 from idp.ui.routes import router as ui_router
 from idp.ui import i18n
 from idp.ui.web import error_page
 
 log = logging.getLogger("idp")
-PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo")
+PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo", "/account", "/register", "/reset")
 
 
 COURIER_STOP_GRACE = 10.0  # seconds a round in progress may finish at shutdown before it is cancelled
@@ -63,8 +66,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="idp", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(oauth_router)
+    app.include_router(login_router)
     app.include_router(ui_router)
     app.include_router(recovery_router)
+    app.include_router(account_router)
+    app.include_router(registration_router)
     if settings.demo:
         from idp.demo import router as demo_router
         app.include_router(demo_router)

@@ -9,7 +9,9 @@ from datetime import timedelta
 from idp.accounts.password_policy import PasswordPolicy
 from idp.accounts.passwords import PasswordHasher
 from idp.accounts.phones import PhonePolicy
+from idp.accounts.self_service import SelfService
 from idp.accounts.service import AccountService
+from idp.accounts.temporary import TemporaryPasswordService
 from idp.courier.providers import providers_from_settings
 from idp.courier.service import Courier
 from idp.db import Database
@@ -63,10 +65,12 @@ class Services:
         )
         self.phones = PhonePolicy(settings.default_phone_region, settings.sms_allowed_country_codes)
         self.accounts = AccountService(self.hasher, self.password_policy, self.phones)
+        self.temporary_passwords = TemporaryPasswordService(self)
         # Second factors (mfa/): TOTP secrets sealed, recovery codes HMACed, each under its own key.
         self.factors = SecondFactorService(
             TotpService(derive_key(kek, "totp"), issuer=settings.totp_issuer),
             RecoveryCodeService(derive_key(kek, "recovery-code"), count=settings.recovery_code_count),
+            phones=self.phones,
         )
         self.sessions = SessionService(settings.session_ttl)
         self.clients = ClientService(
@@ -110,6 +114,9 @@ class Services:
         # Password reset (flows/recovery.py): destinations sealed, browsers bound, under its own key.
         from idp.flows.recovery import RecoveryService
         self.recovery = RecoveryService(self, derive_key(kek, "password-reset"))
+        from idp.flows.registration import RegistrationService
+        self.registration = RegistrationService(self, derive_key(kek, "registration"))
+        self.self_service = SelfService(self)  # the account pages (ui/account.py)
 
     async def close(self) -> None:
         await self.rate_limiter.close()

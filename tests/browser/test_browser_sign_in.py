@@ -35,12 +35,20 @@ def test_demo_output_names_client_and_user(idp_server):
     assert DEMO_EMAIL in output, output
 
 
+def _enter_identifier(page: Page, login: str) -> None:
+    """Identifier first: one field, then the password page names the account."""
+    page.get_by_label("Email or phone number").fill(login)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("heading", name="Enter your password")).to_be_visible()
+    expect(page.get_by_text(f"Signing in as {login}")).to_be_visible()
+
+
 def test_sign_in_and_sign_out(page: Page, idp_server):
     url = idp_server["url"]
     _open_login_page(page, url)
-    page.get_by_label("Email").fill(DEMO_EMAIL)
+    _enter_identifier(page, DEMO_EMAIL)
     page.get_by_label("Password").fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
     # First-party client: no consent page; straight back to the app, which redeemed the code.
     expect(page).to_have_url(re.compile(re.escape(f"{url}/_demo/callback?")))
@@ -61,7 +69,7 @@ def test_sign_in_and_sign_out(page: Page, idp_server):
     # signing in again asks for the password (without logout it would go straight to the app).
     page.context.add_cookies(session_cookies)
     _open_login_page(page, url)
-    expect(page.get_by_label("Password")).to_be_empty()
+    expect(page.get_by_label("Email or phone number")).to_be_empty()
 
 
 def test_wrong_password_stays_on_login_page(page: Page, idp_server):
@@ -70,27 +78,27 @@ def test_wrong_password_stays_on_login_page(page: Page, idp_server):
     csp = response.headers.get("content-security-policy", "")
     assert "frame-ancestors 'none'" in csp, csp
 
-    email, password = page.get_by_label("Email"), page.get_by_label("Password")
-    expect(email).to_have_attribute("autocomplete", "username")
+    expect(page.get_by_label("Email or phone number")).to_have_attribute("autocomplete", "username")
+    _enter_identifier(page, DEMO_EMAIL)
+    password = page.get_by_label("Password")
     expect(password).to_have_attribute("autocomplete", "current-password")
     expect(password).to_have_attribute("type", "password")
 
-    email.fill(DEMO_EMAIL)
     password.fill("not the password")
-    with page.expect_response(lambda r: r.url == f"{url}/login" and r.request.method == "POST") as info:
-        page.get_by_role("button", name="Sign in").click()
+    with page.expect_response(lambda r: r.url == f"{url}/login/password" and r.request.method == "POST") as info:
+        page.get_by_role("button", name="Sign in", exact=True).click()
     assert info.value.status == 401
     assert "frame-ancestors 'none'" in info.value.headers.get("content-security-policy", "")
 
-    expect(page.get_by_role("alert")).to_have_text("Incorrect email or password.")
-    expect(page).to_have_url(f"{url}/login")
-    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
-    expect(email).to_have_value(DEMO_EMAIL)  # kept, so only the password needs typing again
+    expect(page.get_by_role("alert")).to_have_text("Incorrect email, phone number or password.")
+    expect(page).to_have_url(f"{url}/login/password")
+    expect(page.get_by_role("heading", name="Enter your password")).to_be_visible()
+    expect(page.get_by_text(f"Signing in as {DEMO_EMAIL}")).to_be_visible()  # only the password again
     expect(password).to_be_empty()
-    expect(email).to_have_attribute("aria-describedby", "login-error")
+    expect(password).to_have_attribute("aria-describedby", "login-error")
     page.screenshot(path="/tmp/login.png", full_page=True)
 
     # Still usable: the right password now signs in.
     password.fill(DEMO_PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     expect(page.get_by_role("heading", name="Signed in")).to_be_visible()

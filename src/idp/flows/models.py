@@ -10,9 +10,13 @@ from idp.db import Base, UTCDateTime, new_id, utcnow
 
 
 class FlowState(enum.StrEnum):
-    """States of an authorization interaction (see flows/README.md for the diagram)."""
+    """States of a sign-in interaction (the diagram is in flows/service.py)."""
 
-    LOGIN = "login"  # waiting for the person to authenticate
+    LOGIN = "login"  # waiting for an identifier (or identifier and password)
+    PASSWORD = "password"  # waiting for the password of the identifier typed
+    CODE = "code"  # a sign-in code was sent (if the identifier has an account)
+    SECOND_FACTOR = "factor"  # the first factor passed; waiting for the second
+    NEW_PASSWORD = "new_password"  # a temporary password must be replaced first
     CONSENT = "consent"  # authenticated, waiting for consent
     COMPLETE = "complete"  # a code was issued; the flow is spent
     DENIED = "denied"  # the person refused; the flow is spent

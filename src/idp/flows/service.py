@@ -1,11 +1,22 @@
-"""The login interaction: a state machine persisted in `authorization_flows`.
+"""The sign-in interaction: a state machine persisted in `authorization_flows`.
 
-    [authorize] ──needs login──▶ LOGIN ──password ok──▶ CONSENT ──allow──▶ COMPLETE
-         │                         │                      └──deny──▶ DENIED
-         └──needs consent──────────┼────────────▶ CONSENT
-                                   └──no consent needed──▶ COMPLETE
+    LOGIN ──identifier──▶ PASSWORD ──password──┐
+      │  └─phone, SMS on─▶ CODE ──code─────────┤   (PASSWORD ⇄ CODE: "send me a code instead")
+      └──identifier + password (one form)──────┤
+                                               ▼
+                 account has a second factor, or acr_values asks for one?
+                      yes ──▶ SECOND_FACTOR ──code / app / password──┐
+                      no ────────────────────────────────────────────┤
+                                                                     ▼
+                     temporary password? ──yes──▶ NEW_PASSWORD ──────┤
+                                                                     ▼
+                        a new browser session ──▶ CONSENT | code to the client | account page
 
-Each transition starts with a guard on the current state; a spent or expired flow is refused.
+A session that already exists but lacks the second factor a client asks for starts at
+SECOND_FACTOR (step-up). Each step loads the flow under a row lock and checks its state; a spent
+or expired flow is refused. The identifier step never looks at whether an account exists: the
+next step depends on what was typed and on policy only, and unknown accounts walk the same pages
+(no code is sent to them) and fail with the same message.
 """
 
 from __future__ import annotations
@@ -18,16 +29,33 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.errors import AccountError
 from idp.accounts.models import User
+from idp.accounts.password_policy import normalise_password
+from idp.accounts.phones import PhoneNumberError
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
-from idp.oauth.authorization import ACR_PASSWORD, AuthorizationRequest, Interaction, Redirect
+from idp.oauth.authorization import (
+    ACR_MFA, ACR_SINGLE_FACTOR, AuthorizationRequest, Interaction, Redirect, wants_mfa,
+)
+from idp.otp.service import CodeInvalid, CodeProblem, Purpose, ResendTooSoon, TooManyAttempts
+from idp.ratelimit.errors import RateLimited
+from idp.ratelimit.sms import ip_key
+from idp.security import keyed_hash, same
+from idp.sessions.models import BrowserSession
 
 if TYPE_CHECKING:
     from idp.services import Services
 
 
 _FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the alphabet of db.new_id()
+# A path on this server: one leading slash, never "//" or "/\\" (which browsers read as a host).
+_LOCAL_PATH = re.compile(r"/(?![/\\])[A-Za-z0-9/_.~?=&%-]*")
+# Flows and sessions count methods by these names: pwd, sms, email (a code by email), totp and
+# recovery. Two different names are two factors. Tokens carry RFC 8176 values, where a code by
+# email, an app's code and a recovery code are all one-time passwords ("otp").
+AMR = {"pwd": "pwd", "sms": "sms", "email": "otp", "totp": "otp", "recovery": "otp", "otp": "otp"}
+CODE_METHODS = ("sms", "email")
 
 
 class FlowError(Exception):
@@ -38,10 +66,14 @@ class LoginFailed(Exception):
     """Wrong login or password (the same answer whether or not the account exists)."""
 
 
+class SecondFactorFailed(Exception):
+    """The second-factor answer was wrong (a code, an app's code, a recovery code, a password)."""
+
+
 @dataclass
 class LoginResult:
     outcome: Redirect | Interaction
-    session_cookie: str
+    session_cookie: str | None = None  # set when a session started
 
 
 @dataclass
@@ -52,13 +84,42 @@ class FlowView:
     request: AuthorizationRequest
     client_name: str
 
+    @property
+    def data(self) -> dict:
+        return self.flow.data or {}
+
+
+@dataclass
+class Browser:
+    """Who is asking: for rate limits, the session it replaces, the session list, and `cookie`
+    (the browser's CSRF cookie) to which every flow it starts is bound."""
+
+    ip: str = "0.0.0.0"
+    previous_cookie: str | None = None
+    user_agent: str | None = None
+    locale: str = "en"
+    cookie: str | None = None
+
+
+# The identifier page can be shown again until the first factor has passed ("not you?").
+IDENTIFIER_STATES = (FlowState.LOGIN, FlowState.PASSWORD, FlowState.CODE)
+
 
 class FlowService:
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState,
-                   *, lock: bool = False) -> FlowView:
+    # ---- loading ------------------------------------------------------------------------------
+
+    def browser_binding(self, cookie: str | None) -> str | None:
+        """What a flow stores to know its browser: an HMAC of the browser's CSRF cookie."""
+        return keyed_hash(self.s.csrf_key, f"flow-browser\x00{cookie}") if cookie else None
+
+    async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState | tuple[FlowState, ...],
+                   *, browser: str | None, lock: bool = False) -> FlowView:
+        """The flow, if it is live, in `state`, and started by this browser (`browser` is its
+        CSRF cookie): a leaked flow id is of no use elsewhere, so nobody can finish someone
+        else's sign-in, nor make a victim's application receive a code for their own account."""
         if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
             raise FlowError("unknown flow")
         query = select(AuthorizationFlow).where(AuthorizationFlow.id == flow_id)
@@ -67,52 +128,287 @@ class FlowService:
         flow = (await db.execute(query)).scalar_one_or_none()
         if flow is None or flow.expires_at <= utcnow():
             raise FlowError("this sign-in link has expired; start again from the application")
-        if flow.state != state:
+        bound = (flow.data or {}).get("browser")
+        if bound is not None and not (browser and same(bound, self.browser_binding(browser))):
+            raise FlowError("this sign-in link has expired; start again from the application")
+        if flow.state not in (state if isinstance(state, tuple) else (state,)):
             raise FlowError("this step is already done; start again from the application")
         client = await self.s.clients.get(db, flow.client_id) if flow.client_id else None
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
 
-    async def start_account_flow(self, db: AsyncSession, *, return_to: str, max_age: int | None = None,
-                                 ui_locales: str | None = None) -> str:
-        """A sign-in for our own pages (no client): the browser goes to `/login?flow=<id>` and,
-        once signed in, is sent to `return_to` (a path on this server)."""
-        if not return_to.startswith("/") or return_to.startswith("//"):
-            raise ValueError("return_to must be a local path")
+    def _update(self, view: FlowView, state: FlowState, **data) -> Interaction:
+        # A new dict: the JSON column only notices assignment, not mutation.
+        view.flow.data = {**view.data, **data}
+        view.flow.state = state
+        return Interaction(view.flow.id, state)
+
+    # ---- flows that start here -----------------------------------------------------------------
+
+    async def start_account_flow(self, db: AsyncSession, *, return_to: str, browser: str | None,
+                                 max_age: int | None = None, ui_locales: str | None = None) -> str:
+        """A sign-in for our own pages (no client), bound to `browser` (its CSRF cookie): the
+        browser goes to `/login?flow=<id>` and, once signed in, is sent to `return_to`."""
+        if not _LOCAL_PATH.fullmatch(return_to):
+            raise ValueError("return_to must be a path on this server")
         request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False,
                                        scopes=[], max_age=max_age, ui_locales=ui_locales)
         flow = AuthorizationFlow(
-            client_id=None, request=asdict(request), state=FlowState.LOGIN, data={},
+            client_id=None, request=asdict(request), state=FlowState.LOGIN,
+            data={"browser": self.browser_binding(browser)},
             expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
         )
         db.add(flow)
         await db.flush()
         return flow.id
 
-    async def sign_in(self, db: AsyncSession, flow_id: str | None, user: User, *, amr: list[str],
-                      previous_cookie: str | None = None, user_agent: str | None = None) -> LoginResult:
-        """Sign `user` in on a flow still at LOGIN, authenticated by `amr` (e.g. a registration
-        that just confirmed its code): a new session, then consent, a code or the return page."""
-        view = await self.load(db, flow_id, FlowState.LOGIN, lock=True)
-        return await self._start_session(db, view, user, amr, previous_cookie, user_agent)
+    async def start_step_up(self, db: AsyncSession, request: AuthorizationRequest,
+                            session: BrowserSession, browser: Browser | None) -> Interaction | None:
+        """A signed-in person whose client asks for a second factor the session lacks: a flow at
+        SECOND_FACTOR, or None when the account has no second method to offer."""
+        user = await self.s.accounts.get(db, session.user_id)
+        done = [m for m in session.amr if m != "mfa"]
+        first = next((m for m in done if m in ("pwd", "sms")), "email" if "otp" in done else "pwd")
+        methods = await self.s.factors.methods(db, user, first=first, step_up=True)
+        if not methods:
+            return None
+        browser = browser or Browser()
+        flow = AuthorizationFlow(
+            client_id=request.client_id, request=asdict(request), state=FlowState.SECOND_FACTOR,
+            user_id=user.id, session_id=session.id,
+            data={"done": done, "browser": self.browser_binding(browser.cookie)},
+            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
+        )
+        db.add(flow)
+        await db.flush()
+        return await self._offer_factor(db, FlowView(flow, request, ""), user, methods, methods[0], browser)
+
+    # ---- first factor --------------------------------------------------------------------------
+
+    async def submit_identifier(self, db: AsyncSession, flow_id: str | None, typed: str,
+                                browser: Browser) -> Interaction:
+        """LOGIN → PASSWORD, or → CODE for a phone number when SMS sign-in is on."""
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        await self.s.rate_limiter.hit("login_per_ip", browser.ip)
+        kind, login = self._read_login(typed)
+        view.flow.data = {**view.data, "login": login, "kind": kind, "typed": _shown(typed)}
+        if kind == "phone" and self.s.settings.login_code_sms:
+            return await self._send_login_code(db, view, "sms", browser)
+        return self._update(view, FlowState.PASSWORD)
 
     async def submit_password(self, db: AsyncSession, flow_id: str | None, login: str,
-                              password: str, previous_cookie: str | None = None) -> LoginResult:
-        view = await self.load(db, flow_id, FlowState.LOGIN, lock=True)
-        # No email holds a NUL, and PostgreSQL text cannot: look up nothing, but still spend the
-        # hash, so the answer and its timing are those of any unknown login.
-        user = await self.s.accounts.authenticate_password(db, "" if "\x00" in login else login, password)
-        if user is None:
-            raise LoginFailed()
-        return await self._start_session(db, view, user, ["pwd"], previous_cookie, None)
+                              password: str, browser: Browser | None = None) -> LoginResult:
+        """The one-form login (identifier and password together; password managers post it)."""
+        browser = browser or Browser()
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        await self.s.rate_limiter.hit("login_per_ip", browser.ip)
+        kind, value = self._read_login(login)
+        view.flow.data = {**view.data, "login": value, "kind": kind, "typed": _shown(login)}
+        return await self._check_password(db, view, value, password, browser)
 
-    async def _start_session(self, db: AsyncSession, view: FlowView, user: User, amr: list[str],
-                             previous_cookie: str | None, user_agent: str | None) -> LoginResult:
+    async def submit_password_step(self, db: AsyncSession, flow_id: str | None, password: str,
+                                   browser: Browser) -> LoginResult:
+        view = await self.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie, lock=True)
+        await self.s.rate_limiter.hit("login_per_ip", browser.ip)
+        return await self._check_password(db, view, view.data.get("login"), password, browser)
+
+    async def _check_password(self, db: AsyncSession, view: FlowView, login: str | None,
+                              password: str, browser: Browser) -> LoginResult:
+        # Failures count per account and client address: guessing from one address is slowed,
+        # and nobody elsewhere can keep the owner's account closed. Unknown logins count alike.
+        failures_key = f"{login or ''}|{ip_key(browser.ip)}"
+        await self.s.rate_limiter.test("login_per_account", failures_key)
+        # Unknown logins spend the same hash time (accounts.authenticate_password).
+        user = await self.s.accounts.authenticate_password(db, login or "", password)
+        if user is None or (user.password_must_change and self.s.temporary_passwords.expired(user)):
+            await self._count_failure(failures_key)
+            raise LoginFailed()  # an expired temporary password is a wrong one
+        return await self._after_first_factor(db, view, user, "pwd", browser)
+
+    async def request_login_code(self, db: AsyncSession, flow_id: str | None, browser: Browser,
+                                 *, resend: bool = False) -> Interaction:
+        """PASSWORD → CODE ("send me a code instead"), or a new code on the CODE page."""
+        view = await self.load(db, flow_id, FlowState.CODE if resend else FlowState.PASSWORD,
+                               browser=browser.cookie, lock=True)
+        await self.s.rate_limiter.hit("login_per_ip", browser.ip)
+        channel = "sms" if view.data.get("kind") == "phone" else "email"
+        if not self.code_login_enabled(channel):
+            raise FlowError("sign-in with a code is not available")
+        return await self._send_login_code(db, view, channel, browser)
+
+    def code_login_enabled(self, channel: str) -> bool:
+        return self.s.settings.login_code_sms if channel == "sms" else self.s.settings.login_code_email
+
+    async def submit_login_code(self, db: AsyncSession, flow_id: str | None, code: str,
+                                browser: Browser) -> LoginResult:
+        view = await self.load(db, flow_id, FlowState.CODE, browser=browser.cookie, lock=True)
+        login, channel = view.data.get("login"), view.data.get("channel")
+        user = await self.s.accounts.find_by_login(db, login) if login else None
+        if user is None:
+            raise CodeInvalid("no account behind this login")
+        await self.s.otp.verify(db, Purpose.LOGIN, login, code or "")
+        return await self._after_first_factor(db, view, user, channel, browser)
+
+    async def _send_login_code(self, db: AsyncSession, view: FlowView, channel: str,
+                               browser: Browser) -> Interaction:
+        """A sign-in code to what was typed, if it is an account's verified email or number.
+        Every valid number is counted by the SMS guard, known or not, so neither a 429 nor its
+        absence says anything about accounts."""
+        login = view.data.get("login")
+        user = await self.s.accounts.find_by_login(db, login) if login else None
+        if login and channel == "sms":
+            try:
+                await self.s.sms_guard.check_send(ip=browser.ip, number_e164=login,
+                                                  account_id=user.id if user else None)
+            except PhoneNumberError:
+                user = None  # a landline or a country we do not text: nothing is sent
+        elif login:
+            await self.s.rate_limiter.hit("code_per_address", f"{login}|{ip_key(browser.ip)}")
+        if login:
+            # A code is issued for unknown destinations too (and never sent): the same work,
+            # the same time, the same cooldowns.
+            await self._send_code(db, Purpose.LOGIN, channel, login, "login", browser.locale,
+                                  deliver=user is not None)
+        return self._update(view, FlowState.CODE, channel=channel)
+
+    async def _send_code(self, db: AsyncSession, purpose: Purpose, channel: str, destination: str,
+                         kind: str, locale: str, *, deliver: bool = True) -> None:
+        try:
+            issued = await self.s.otp.issue(db, purpose, destination)
+        except (ResendTooSoon, TooManyAttempts):
+            # The code sent a moment ago stays valid (a locked destination refuses at the code
+            # step): the page must not differ from an unknown account's.
+            return
+        if not deliver:
+            return
+        await self.s.courier.enqueue(db, channel=channel, recipient=destination, kind=kind,
+                                     locale=locale, params={"code": issued.code,
+                                                            "minutes": max(1, issued.ttl_seconds // 60)})
+
+    # ---- second factor -------------------------------------------------------------------------
+
+    async def _after_first_factor(self, db: AsyncSession, view: FlowView, user: User, method: str,
+                                  browser: Browser) -> LoginResult:
+        """`method` (pwd, sms or email) passed: a second factor when the account has one or the
+        client asks for one, else on to the end."""
+        step_up = wants_mfa(view.request)
+        needed = step_up or await self.s.factors.has_second_factor(db, user.id)
+        methods = await self.s.factors.methods(db, user, first=method, step_up=step_up) if needed else []
+        view.flow.user_id = user.id
+        view.flow.data = {**view.data, "done": [method]}
+        if not methods:
+            # Nothing else to ask: a client that asked for MFA sees acr 1fa and decides.
+            return await self._finish(db, view, user, browser)
+        return LoginResult(await self._offer_factor(db, view, user, methods, methods[0], browser))
+
+    async def _offer_factor(self, db: AsyncSession, view: FlowView, user: User, methods: list[str],
+                            method: str, browser: Browser) -> Interaction:
+        if method in CODE_METHODS:
+            destination = (await self.s.factors.verified_destinations(db, user.id)).get(method)
+            if destination is None:  # removed on the account pages meanwhile
+                raise FlowError("this sign-in method is not available")
+            if method == "sms":
+                try:
+                    await self.s.sms_guard.check_send(ip=browser.ip, number_e164=destination,
+                                                      account_id=user.id, scope="factor")
+                except PhoneNumberError:  # the country left the allow-list meanwhile
+                    raise FlowError("this sign-in method is not available") from None
+            await self._send_code(db, Purpose.SECOND_FACTOR, method, destination, "second_factor",
+                                  browser.locale)
+        return self._update(view, FlowState.SECOND_FACTOR, methods=methods, factor=method)
+
+    async def choose_factor(self, db: AsyncSession, flow_id: str | None, method: str,
+                            browser: Browser) -> Interaction:
+        """Another of the offered methods (or a new code by the same one)."""
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
+        methods = view.data.get("methods") or []
+        if method not in methods:
+            raise FlowError("this sign-in method is not available")
+        user = await self.s.accounts.get(db, view.flow.user_id)
+        return await self._offer_factor(db, view, user, methods, method, browser)
+
+    async def submit_second_factor(self, db: AsyncSession, flow_id: str | None, answer: str,
+                                   browser: Browser) -> LoginResult:
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
+        method = view.data.get("factor")
+        user = await self.s.accounts.get(db, view.flow.user_id)
+        if user is None or method not in (view.data.get("methods") or []):
+            raise FlowError("this sign-in link has expired; start again from the application")
+        # Guessing an app's 6 digits is bounded per account and address (the otp service bounds
+        # the codes it sends); only wrong answers count.
+        failures_key = f"factor:{user.id}|{ip_key(browser.ip)}"
+        await self.s.rate_limiter.test("login_per_account", failures_key)
+        try:
+            await self._check_second_factor(db, user, method, answer or "")
+        except (SecondFactorFailed, CodeProblem) as error:
+            await self._count_failure(failures_key)
+            raise error
+        view.flow.data = {**view.data, "done": [*view.data.get("done", []), method]}
+        return await self._finish(db, view, user, browser)
+
+    async def _check_second_factor(self, db: AsyncSession, user: User, method: str, answer: str) -> None:
+        if method in CODE_METHODS:
+            destination = (await self.s.factors.verified_destinations(db, user.id)).get(method)
+            if destination is None:
+                raise CodeInvalid("the destination is gone")
+            await self.s.otp.verify(db, Purpose.SECOND_FACTOR, destination, answer)
+        elif method == "totp":
+            if not await self.s.factors.totp.verify(db, user_id=user.id, code=answer):
+                raise SecondFactorFailed()
+        elif method == "recovery":
+            if not await self.s.factors.recovery.consume(db, user.id, answer):
+                raise SecondFactorFailed()
+        elif not await self.s.hasher.verify(user.password_hash, normalise_password(answer)):
+            raise SecondFactorFailed()
+
+    async def _count_failure(self, key: str) -> None:
+        try:
+            await self.s.rate_limiter.hit("login_per_account", key)
+        except RateLimited:
+            pass  # already full: the next try is refused by the test before it
+
+    # ---- the end of authentication -------------------------------------------------------------
+
+    async def _finish(self, db: AsyncSession, view: FlowView, user: User, browser: Browser) -> LoginResult:
+        if user.password_must_change:
+            # A temporary password: a new one before anything else (no session, no code yet).
+            return LoginResult(self._update(view, FlowState.NEW_PASSWORD))
+        return await self._start_session(db, view, user, browser)
+
+    async def submit_new_password(self, db: AsyncSession, flow_id: str | None, password: str,
+                                  browser: Browser) -> LoginResult:
+        """NEW_PASSWORD → signed in. Raises PasswordRejected (the flow stays where it is)."""
+        view = await self.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie, lock=True)
+        user = await self.s.accounts.get(db, view.flow.user_id)
+        if user is None or not user.password_must_change or self.s.temporary_passwords.expired(user):
+            # Gone, changed by a reset meanwhile, or expired while the page was open.
+            raise FlowError("this sign-in link has expired; start again from the application")
+        await self.s.temporary_passwords.complete_change(db, user, password)  # PasswordRejected, SameAsTemporary
+        return await self._start_session(db, view, user, browser)
+
+    async def sign_in(self, db: AsyncSession, flow_id: str | None, user: User, *, method: str,
+                      browser: Browser) -> LoginResult:
+        """Sign `user` in on a flow of this browser before its first factor, `method` (pwd, sms
+        or email) having just been proven (a registration that confirmed its code): a second
+        factor if the client asks for one, then a new session, consent, a code or the return page."""
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        return await self._after_first_factor(db, view, user, method, browser)
+
+    async def _start_session(self, db: AsyncSession, view: FlowView, user: User,
+                             browser: Browser) -> LoginResult:
+        done = list(dict.fromkeys(view.data.get("done") or ["pwd"]))
+        # Two different methods are two factors (RFC 8176 "mfa"). A code by email and one by SMS
+        # are both "something you have", but on different channels and devices: we count two.
+        mfa = len(done) >= 2
+        amr = list(dict.fromkeys(AMR[m] for m in done)) + (["mfa"] if mfa else [])
         # A new session at every login (no fixation), and the one it replaces ends (ASVS 7.2.4).
-        previous = await self.s.sessions.from_cookie(db, previous_cookie)
+        previous = await self.s.sessions.from_cookie(db, browser.previous_cookie)
         if previous is not None:
             await self.s.sessions.end(db, previous.id)
-        session, cookie = await self.s.sessions.start(db, user_id=user.id, amr=amr, acr=ACR_PASSWORD,
-                                                      user_agent=user_agent)
+        if view.flow.session_id and (previous is None or previous.id != view.flow.session_id):
+            await self.s.sessions.end(db, view.flow.session_id)  # a step-up replaces its session
+        session, cookie = await self.s.sessions.start(
+            db, user_id=user.id, amr=amr, acr=ACR_MFA if mfa else ACR_SINGLE_FACTOR,
+            user_agent=browser.user_agent)
         view.flow.user_id, view.flow.session_id = user.id, session.id
         if view.flow.client_id is None:
             view.flow.state = FlowState.COMPLETE
@@ -121,11 +417,33 @@ class FlowService:
         outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow)
         return LoginResult(outcome, cookie)
 
+    # ---- consent -------------------------------------------------------------------------------
+
     async def submit_consent(self, db: AsyncSession, flow_id: str | None, allow: bool,
-                             current_session_id: str | None) -> Redirect:
-        view = await self.load(db, flow_id, FlowState.CONSENT, lock=True)
+                             current_session_id: str | None, browser: str | None) -> Redirect:
+        view = await self.load(db, flow_id, FlowState.CONSENT, browser=browser, lock=True)
         session = await self.s.sessions.get(db, view.flow.session_id or "")
         # Consent is given by the browser that signed in, in a session still alive.
         if session is None or session.ended_at is not None or session.id != current_session_id:
             raise FlowError("your session has ended; start again from the application")
         return await self.s.authorization.after_consent(db, view.request, view.flow, session, allow)
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _read_login(self, typed: str) -> tuple[str | None, str | None]:
+        """(kind, normalised value) of what was typed, or (None, None) for neither an email nor
+        a phone number. Never an error: every input walks the same pages."""
+        typed = (typed or "").strip()
+        if not typed or "\x00" in typed:
+            return None, None
+        kind = "email" if "@" in typed else "phone"
+        try:
+            return kind, self.s.accounts.normalise_identifier(kind, typed)
+        except AccountError:
+            return None, None
+
+
+
+def _shown(typed: str) -> str:
+    """What was typed, as the next pages show it back ("Signing in as ...")."""
+    return (typed or "").replace("\x00", "").strip()[:320]

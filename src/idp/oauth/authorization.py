@@ -25,7 +25,7 @@ from idp.keys.service import TokenInvalid
 from idp.oauth import consent
 from idp.oauth.clients import redirect_uri_matches
 from idp.oauth.errors import (
-    AccessDenied, ConsentRequired, InvalidRequest, InvalidScope, LoginRequired, OAuthError,
+    AccessDenied, ConsentRequired, InteractionRequired, InvalidRequest, InvalidScope, LoginRequired, OAuthError,
     RequestNotSupported, RequestUriNotSupported, UnauthorizedClient, UnsupportedResponseType,
 )
 from idp.oauth.models import AuthorizationCode, Client
@@ -34,10 +34,15 @@ from idp.security import random_token, token_hash
 from idp.sessions.models import BrowserSession
 
 if TYPE_CHECKING:
+    from idp.flows.service import Browser
     from idp.services import Services
 
 PROMPTS = {"none", "login", "consent", "select_account"}
-ACR_PASSWORD = "urn:idp:acr:password"
+# Authentication context classes: one factor of any kind (password, or a code by SMS or email),
+# or two different ones. A client asking acr_values=urn:idp:acr:mfa gets a second-factor step.
+ACR_SINGLE_FACTOR = "urn:idp:acr:1fa"
+ACR_MFA = "urn:idp:acr:mfa"
+ACR_VALUES = (ACR_SINGLE_FACTOR, ACR_MFA)
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # BASE64URL(SHA-256(verifier)), RFC 7636 §4.2
 _MAX_AGE = re.compile(r"[0-9]{1,9}")
 
@@ -91,6 +96,12 @@ class Interaction:
 
     flow_id: str
     kind: str
+
+
+def wants_mfa(request: AuthorizationRequest) -> bool:
+    """The client asked for a second factor. acr_values lists what it would accept in order of
+    preference (OIDC Core §3.1.2.1); only a list without the single-factor class demands more."""
+    return ACR_MFA in request.acr_values and ACR_SINGLE_FACTOR not in request.acr_values
 
 
 def add_query(uri: str, params: dict[str, str]) -> str:
@@ -216,7 +227,7 @@ class AuthorizationService:
     # ---- 3: the decision -----------------------------------------------------------------------
 
     async def begin(self, db: AsyncSession, items: list[tuple[str, str]],
-                    session: BrowserSession | None) -> Redirect | Interaction:
+                    session: BrowserSession | None, browser: Browser | None = None) -> Redirect | Interaction:
         request = await self.validate(db, items)
         client = await self.s.clients.get(db, request.client_id)
         login_needed = (
@@ -226,19 +237,27 @@ class AuthorizationService:
                 and time.time() - session.auth_time.timestamp() > request.max_age)
             or (request.hint_sub is not None and request.hint_sub != session.user_id)
         )
+        step_up_needed = not login_needed and wants_mfa(request) and "mfa" not in session.amr
         if "none" in request.prompt:
             if login_needed:
                 raise self._to_client(request, LoginRequired("the user is not signed in"))
+            if step_up_needed:
+                raise self._to_client(request, InteractionRequired("a second factor is needed"))
             if not await consent.covers(db, session.user_id, client, request.scopes):
                 raise self._to_client(request, ConsentRequired("the user has not consented"))
             return Redirect(await self._issue_code(db, request, session))
         if login_needed:
-            return await self._new_flow(db, request, FlowState.LOGIN, None)
-        return await self.after_authentication(db, request, client, session, None)
+            return await self._new_flow(db, request, FlowState.LOGIN, None, browser)
+        if step_up_needed:
+            step_up = await self.s.flows.start_step_up(db, request, session, browser)
+            if step_up is not None:
+                return step_up
+        return await self.after_authentication(db, request, client, session, None, browser)
 
     async def after_authentication(self, db: AsyncSession, request: AuthorizationRequest,
                                    client: Client, session: BrowserSession,
-                                   flow: AuthorizationFlow | None) -> Redirect | Interaction:
+                                   flow: AuthorizationFlow | None,
+                                   browser: Browser | None = None) -> Redirect | Interaction:
         """The person is known: ask for consent if needed, else issue the code."""
         if request.hint_sub is not None and request.hint_sub != session.user_id:
             # OIDC Core §3.1.2.1 id_token_hint: the client asked about one person and another
@@ -251,7 +270,7 @@ class AuthorizationService:
             db, session.user_id, client, request.scopes)
         if needs_consent:
             if flow is None:
-                return await self._new_flow(db, request, FlowState.CONSENT, session)
+                return await self._new_flow(db, request, FlowState.CONSENT, session, browser)
             flow.state, flow.user_id, flow.session_id = FlowState.CONSENT, session.user_id, session.id
             return Interaction(flow.id, FlowState.CONSENT)
         if flow is not None:
@@ -273,10 +292,12 @@ class AuthorizationService:
         return ClientRedirectError(error, request.redirect_uri, request.state, self.issuer)
 
     async def _new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState,
-                        session: BrowserSession | None) -> Interaction:
+                        session: BrowserSession | None, browser: Browser | None) -> Interaction:
         flow = AuthorizationFlow(
             client_id=request.client_id, request=asdict(request), state=state,
             user_id=session.user_id if session else None, session_id=session.id if session else None,
+            # Bound to the browser that asked (see FlowService.load).
+            data={"browser": self.s.flows.browser_binding(browser.cookie if browser else None)},
             expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
         )
         db.add(flow)

@@ -6,7 +6,7 @@ import json
 
 from idp.keys.service import SIGNING_ALGS
 from idp.oauth.clients import AUTH_METHODS, GRANT_TYPES
-from idp.oauth.authorization import ACR_PASSWORD
+from idp.oauth.authorization import ACR_VALUES
 from idp.keys.service import ASSERTION_ALGS
 
 
@@ -42,7 +42,7 @@ def metadata(issuer: str, ui_locales: tuple[str, ...] = ("en",)) -> dict:
         "request_uri_parameter_supported": False,
         "require_request_uri_registration": False,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "acr_values_supported": [ACR_PASSWORD],
+        "acr_values_supported": list(ACR_VALUES),
         "ui_locales_supported": list(ui_locales),
         "claims_locales_supported": ["en"],
         "display_values_supported": ["page"],

@@ -9,8 +9,10 @@ from idp.oauth.authorization import ClientRedirectError, ErrorPage, Redirect
 from idp.oauth.clients import after_authentication
 from idp.oauth.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
 from idp.oauth.params import single_valued
+from idp.ratelimit.errors import RateLimited
+from idp.ui.login import browser_of, interaction_redirect
 from idp.ui.routes import current_session
-from idp.ui.web import error_page, services
+from idp.ui.web import Csrf, error_page, services, too_many_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -63,8 +65,12 @@ async def authorize(request: Request) -> Response:
     if request.method == "POST":  # OIDC Core §3.1.2.1: GET and POST must both be supported
         items = [(name, str(value)) for name, value in (await request.form()).multi_items()]
 
+    # A flow started here is bound to this browser's CSRF cookie, set now if it has none.
+    csrf = Csrf(request)
+
     async def work(db):
-        return await s.authorization.begin(db, items, await current_session(request, db))
+        return await s.authorization.begin(db, items, await current_session(request, db),
+                                           browser=browser_of(request, csrf=csrf))
 
     try:
         outcome = await s.db.run(work)
@@ -72,9 +78,13 @@ async def authorize(request: Request) -> Response:
         return error_page(request, str(exc))
     except ClientRedirectError as exc:
         return RedirectResponse(exc.location, status_code=303 if request.method == "POST" else 302)
+    except RateLimited as exc:  # a step-up whose code could not be sent yet
+        return too_many_page(request, exc.retry_after)
     if isinstance(outcome, Redirect):
         return RedirectResponse(outcome.location, status_code=303 if request.method == "POST" else 302)
-    return RedirectResponse(f"/{outcome.kind}?flow={outcome.flow_id}", status_code=303)
+    response = interaction_redirect(outcome)
+    csrf.persist(response)
+    return response
 
 
 # ---- token endpoint ----------------------------------------------------------------------------

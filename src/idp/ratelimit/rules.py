@@ -21,10 +21,16 @@ DEFAULT_RULES: dict[str, str] = {
     # Per client IP (IPv6 per /64). Generous enough for carrier-grade NAT, far below 100 numbers.
     "sms_per_ip": "5/minute;20/hour;50/day",
     "sms_per_account": "3/minute;10/hour;20/day",
-    # Sign-in (item 96). The per-account rule slows guessing; flows must answer it with a
-    # challenge or delay, never a lock the attacker can keep closed for the owner.
+    # Sign-in (item 96). The per-account rule counts failures per account AND client address, so
+    # it slows guessing without letting an attacker keep the account closed for its owner, who
+    # signs in from another address.
     "login_per_ip": "20/minute;200/hour",
     "login_per_account": "10/minute;50/hour",
+    # Sign-in codes by email per address and client address (known or not, so a refusal says
+    # nothing about accounts; the code service's resend cooldown bounds each address overall).
+    "code_per_address": "3/minute;10/hour",
+    # Self-registration attempts per client address (each costs a password hash and a message).
+    "registration_per_ip": "10/hour;30/day",
     # Code verification per destination (number or email), on top of the otp service's
     # 5 wrong tries per code.
     "otp_verify_per_destination": "10/minute;30/hour",

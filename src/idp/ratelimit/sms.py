@@ -74,11 +74,16 @@ class SmsGuard:
         # The resend history needs only enough entries to know which delay applies.
         self._history = RateLimitItemPerSecond(len(self.resend_delays) + 1, resend_window)
 
-    async def check_send(self, *, ip: str, number_e164: str, account_id: str | None = None) -> None:
+    async def check_send(self, *, ip: str, number_e164: str, account_id: str | None = None,
+                         scope: str = "") -> None:
+        """`scope` gives the per-number limits and resend delays a budget of their own: a second
+        factor sent after the right password ("factor") must not be exhausted by strangers typing
+        the number on the login page."""
         self.phones.check_sms_destination(number_e164)
         await self._check_budget_open()
+        number_key = f"{scope}:{number_e164}" if scope else number_e164
 
-        checks = [("sms_per_number", number_e164),
+        checks = [("sms_per_number", number_key),
                   ("sms_per_prefix", number_e164[:-PREFIX_DROP_DIGITS]),
                   ("sms_per_ip", ip_key(ip))]
         if account_id is not None:
@@ -88,7 +93,7 @@ class SmsGuard:
             rule_wait = await self.limiter.retry_after(name, self.limiter.rules[name], key)
             if rule_wait > wait:
                 wait, rule = rule_wait, name
-        resend_wait, sent = await self._resend_wait(number_e164)
+        resend_wait, sent = await self._resend_wait(number_key)
         if resend_wait > wait:
             wait, rule = resend_wait, "sms_resend_delay"
         if wait > 0:
@@ -97,7 +102,7 @@ class SmsGuard:
         await self._spend_budget()
         for name, key in checks:
             await self.limiter.acquire_items(name, self.limiter.rules[name], key)
-        await self._record_resend(number_e164, sent)
+        await self._record_resend(number_key, sent)
 
     # --- growing delays -------------------------------------------------------------------
     # Three small records per number, all through the limits storage API:

@@ -10,37 +10,19 @@ from idp.accounts.password_policy import PasswordRejected
 from idp.flows.recovery import RecoveryError, ResetState
 from idp.otp.service import CodeProblem
 from idp.ratelimit.errors import RateLimited
-from idp.ui.i18n import N_, negotiate
-from idp.ui.web import FORM_EXPIRED, Csrf, error_page, render, services
+from idp.ui.i18n import negotiate
+from idp.ui.web import FORM_EXPIRED, POLICY_TEXTS, Csrf, client_ip, error_page, render, services, too_many_page
 
 router = APIRouter(include_in_schema=False)
 
 START = "reset"  # the CSRF purpose of the first form (no flow exists yet)
-TOO_MANY = N_("Too many attempts. Wait a while and try again.")
-# otp.CodeProblem.public_message, marked here so the catalogues translate it.
-CODE_NOT_VALID = N_("The code is not valid. Check it or ask for a new one.")
-POLICY_TEXTS = {
-    "too_short": N_("The password must be at least %(minimum)s characters long."),
-    "too_long": N_("The password must be at most %(maximum)s characters long."),
-    "common": N_("The password is too common. Choose one that is hard to guess."),
-    "contains_identifier": N_("The password must not contain your email address, phone number or the service name."),
-    "has_spaces": N_("The password must not contain spaces."),
-}
 
 
 def _browser(csrf: Csrf) -> str | None:
     return None if csrf.is_new else csrf.cookie
 
 
-def _too_many(request: Request, retry_after: int | None) -> Response:
-    response = error_page(request, TOO_MANY, status_code=429)
-    if retry_after:
-        response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def _ip(request: Request) -> str:
-    return request.client.host if request.client else "0.0.0.0"
+_too_many, _ip = too_many_page, client_ip
 
 
 # ---- start -------------------------------------------------------------------------------------

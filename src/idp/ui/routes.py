@@ -1,79 +1,32 @@
-"""Pages: login, consent and logout. Each parses the form, checks CSRF, calls one service."""
+"""Pages: consent and logout (the sign-in pages are in login.py). Each parses the form, checks
+CSRF, calls one service."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response
 
 from idp.flows.models import FlowState
-from idp.flows.service import FlowError, LoginFailed
-from idp.oauth.authorization import Interaction, Redirect
+from idp.flows.service import FlowError
 from idp.oauth.logout import LogoutError
 from idp.ui.i18n import N_
-from idp.ui.web import FORM_EXPIRED, Csrf, clear_cookie, error_page, get_cookie, render, services, set_cookie
+from idp.ui.login import SESSION_COOKIE, interaction_redirect
+from idp.ui.web import FORM_EXPIRED, Csrf, browser_cookie, clear_cookie, error_page, get_cookie, render, services
+
+__all__ = ["SESSION_COOKIE", "current_session", "interaction_redirect", "router"]
 
 router = APIRouter(include_in_schema=False)
 
-SESSION_COOKIE = "idp_session"
 SCOPE_TEXTS = {
     "openid": N_("Know who you are"),
     "profile": N_("See your name and profile"),
     "email": N_("See your email address"),
     "offline_access": N_("Keep access when you are not using it"),
 }
-LOGIN_FAILED = N_("Incorrect email or password.")
-
-
-def interaction_redirect(outcome: Redirect | Interaction) -> RedirectResponse:
-    """303 after a form post (RFC 9700 §4.12: never 307, which would re-post the credentials)."""
-    if isinstance(outcome, Redirect):
-        return RedirectResponse(outcome.location, status_code=303)
-    return RedirectResponse(f"/{outcome.kind}?flow={outcome.flow_id}", status_code=303)
 
 
 async def current_session(request: Request, db):
     return await services(request).sessions.from_cookie(db, get_cookie(request, SESSION_COOKIE))
-
-
-# ---- login -------------------------------------------------------------------------------------
-
-def _login_page(request: Request, view, csrf: Csrf, *, error: str | None = None,
-                username: str | None = None, status_code: int = 200) -> HTMLResponse:
-    return render(request, "login.html", {
-        "flow_id": view.flow.id, "client_name": view.client_name, "error": error,
-        "csrf_token": csrf.token(view.flow.id), "username": username or view.request.login_hint,
-    }, status_code=status_code, ui_locales=view.request.ui_locales, csrf=csrf)
-
-
-@router.get("/login")
-async def login_page(request: Request, flow: str | None = None) -> Response:
-    s = services(request)
-    try:
-        view = await s.db.run(lambda db: s.flows.load(db, flow, FlowState.LOGIN))
-    except FlowError as exc:
-        return error_page(request, str(exc))
-    return _login_page(request, view, Csrf(request))
-
-
-@router.post("/login")
-async def login_submit(request: Request) -> Response:
-    s = services(request)
-    form = await request.form()
-    flow_id, csrf = form.get("flow"), Csrf(request)
-    username, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
-    if not csrf.valid(form.get("csrf_token"), str(flow_id)):
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    try:
-        result = await s.db.run(lambda db: s.flows.submit_password(
-            db, flow_id, username, password, get_cookie(request, SESSION_COOKIE)))
-    except FlowError as exc:
-        return error_page(request, str(exc))
-    except LoginFailed:
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, FlowState.LOGIN))
-        return _login_page(request, view, csrf, error=LOGIN_FAILED, username=username, status_code=401)
-    response = interaction_redirect(result.outcome)
-    set_cookie(request, response, SESSION_COOKIE, result.session_cookie)
-    return response
 
 
 # ---- consent -----------------------------------------------------------------------------------
@@ -82,7 +35,7 @@ async def login_submit(request: Request) -> Response:
 async def consent_page(request: Request, flow: str | None = None) -> Response:
     s = services(request)
     try:
-        view = await s.db.run(lambda db: s.flows.load(db, flow, FlowState.CONSENT))
+        view = await s.db.run(lambda db: s.flows.load(db, flow, FlowState.CONSENT, browser=browser_cookie(request)))
     except FlowError as exc:
         return error_page(request, str(exc))
     csrf = Csrf(request)
@@ -103,7 +56,8 @@ async def consent_submit(request: Request) -> Response:
 
     async def work(db):
         session = await current_session(request, db)
-        return await s.flows.submit_consent(db, flow_id, allow, session.id if session else None)
+        return await s.flows.submit_consent(db, flow_id, allow, session.id if session else None,
+                                            browser_cookie(request))
 
     try:
         outcome = await s.db.run(work)

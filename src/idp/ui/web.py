@@ -39,6 +39,11 @@ def get_cookie(request: Request, name: str) -> str | None:
     return request.cookies.get(cookie_name(request, name))
 
 
+def browser_cookie(request: Request) -> str | None:
+    """The browser's CSRF cookie: what sign-in flows are bound to (FlowService.load)."""
+    return get_cookie(request, Csrf.COOKIE)
+
+
 def clear_cookie(request: Request, response, name: str) -> None:
     response.delete_cookie(cookie_name(request, name), path="/", httponly=True, samesite="lax",
                            secure=services(request).settings.is_https)
@@ -90,3 +95,27 @@ FORM_EXPIRED = N_("The form expired. Go back to the application and try again.")
 
 def error_page(request: Request, message: str, *, status_code: int = 400, ui_locales: str | None = None) -> HTMLResponse:
     return render(request, "error.html", {"message": message}, status_code=status_code, ui_locales=ui_locales)
+
+
+TOO_MANY = N_("Too many attempts. Wait a while and try again.")
+# otp.CodeProblem.public_message, marked here so the catalogues translate it.
+CODE_NOT_VALID = N_("The code is not valid. Check it or ask for a new one.")
+POLICY_TEXTS = {
+    "too_short": N_("The password must be at least %(minimum)s characters long."),
+    "too_long": N_("The password must be at most %(maximum)s characters long."),
+    "common": N_("The password is too common. Choose one that is hard to guess."),
+    "contains_identifier": N_("The password must not contain your email address, phone number or the service name."),
+    "has_spaces": N_("The password must not contain spaces."),
+}
+
+
+def too_many_page(request: Request, retry_after: int | None, *, ui_locales: str | None = None) -> HTMLResponse:
+    """429 with Retry-After (RFC 6585 §4): the same page whatever the limit or the account."""
+    response = error_page(request, TOO_MANY, status_code=429, ui_locales=ui_locales)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "0.0.0.0"
