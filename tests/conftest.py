@@ -2,12 +2,19 @@
 
 The database comes from IDP_TEST_DATABASE_URL (default: a fresh SQLite file). `make test` runs
 the suite once on SQLite and once on PostgreSQL.
+
+Every log record of the run is also written to one file (see `pytest_configure`), and every secret
+the tests see is remembered (tests/secrets_registry.py): tests/test_zz_log_hygiene.py, which
+always runs last, looks for those secrets in that file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -17,11 +24,67 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from idp.app import create_app
 from idp.db.migrate import upgrade
+from idp.observability import JsonFormatter
 from idp.settings import Settings
+from tests import secrets_registry
 from tests.mail_sms import WEBHOOK_SECRET, SmsGateway, SmtpServer
 from tests.rp import RelyingParty
 
 ISSUER = "http://idp.test"
+
+# ---- the log of the whole run, for tests/test_zz_log_hygiene.py --------------------------------
+
+LOG_CAPTURE = pytest.StashKey[Path]()
+HYGIENE_MODULE = "test_zz_log_hygiene.py"
+_PLAIN_RECORD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "fields"}
+
+
+class CaptureFormatter(JsonFormatter):
+    """idp's own JSON line (message, request id, `extra={"fields": ...}`, exception text), plus any
+    other attribute a caller passed in `extra` and the stack, unescaped so secrets stay greppable."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = json.loads(super().format(record))
+        extra = {key: value for key, value in vars(record).items() if key not in _PLAIN_RECORD}
+        if extra:
+            entry["extra"] = extra
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, default=repr, ensure_ascii=False)
+
+
+def pytest_configure(config):
+    """One handler on the root logger for the whole session, before any app configures logging
+    (configure_logging replaces only its own handler). idp's loggers are opened down to DEBUG, so
+    a debug line that would leak is seen too; other libraries keep their levels (aiosmtpd's
+    debug lines are the test SMTP server's traffic, not ours)."""
+    path = Path(tempfile.mkdtemp(prefix="idp-test-log-")) / "run.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(CaptureFormatter())
+    handler.idp_test_capture = True
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("idp").setLevel(logging.DEBUG)
+    config.stash[LOG_CAPTURE] = path
+
+
+def pytest_unconfigure(config):
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "idp_test_capture", False)]:
+        root.removeHandler(handler)
+        handler.close()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """The log-hygiene test runs last, whatever reordered the rest; and the passwords and secrets
+    the test modules define as constants (PASSWORD, NEW_PASSWORD, WEBHOOK_SECRET, TWILIO_TOKEN, …)
+    are remembered before anything runs."""
+    modules = {item.module for item in items if getattr(item, "module", None) is not None}
+    for module in modules:
+        for name, value in vars(module).items():
+            if name.isupper() and ("PASSWORD" in name or "SECRET" in name or name.endswith("_TOKEN")):
+                secrets_registry.remember(value)
+    items.sort(key=lambda item: item.path.name == HYGIENE_MODULE)  # stable: only moves it last
 
 
 def _database_url(tmp: Path) -> str:
@@ -54,6 +117,10 @@ def settings(database_url, tmp_path_factory) -> Settings:
         # The shared app sends nothing: courier tests start their own worker against a real SMTP
         # server, and the suite must never write a dev outbox into the working tree.
         courier_in_process=False,
+        # Every test browser comes from 127.0.0.1: per-IP limits sized for real traffic would
+        # throttle the suite itself. The limits are tested with their defaults in apps of their own.
+        rate_limits={"login_per_ip": "100000/minute", "sms_per_ip": "100000/minute",
+                     "sms_per_prefix": "100000/minute", "registration_per_ip": "100000/minute"},
     )
 
 

@@ -20,8 +20,10 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from idp.oauth.clients import ClientSpec
+from tests import secrets_registry
 
 PASSWORD = "a long enough test password"
+secrets_registry.remember(PASSWORD)
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -95,6 +97,7 @@ class RelyingParty:
             return await self.services.clients.create(db, spec)
 
         client, secret = await self.services.db.run(create)
+        secrets_registry.remember(secret)
         return RegisteredClient(client.client_id, secret, redirect_uri, spec)
 
     async def user(self, *, password: str = PASSWORD, name: str = "Maija Meikäläinen") -> tuple[str, str]:
@@ -126,6 +129,7 @@ class RelyingParty:
 
     async def login(self, http: httpx.AsyncClient, login_location: str, email: str,
                     password: str = PASSWORD) -> httpx.Response:
+        secrets_registry.remember(password)
         page = await http.get(login_location)
         assert page.status_code == 200, page.text
         return await http.post("/login", data={
@@ -157,6 +161,7 @@ class RelyingParty:
             else:
                 break
         assert location.startswith(sent["redirect_uri"]), location
+        secrets_registry.remember_fields(query_of(location))
         return AuthResult(location, query_of(location), verifier, sent.get("nonce"), sent["state"],
                           sent["redirect_uri"])
 
@@ -170,7 +175,11 @@ class RelyingParty:
             data |= {"client_id": client.client_id, "client_secret": client.secret}
         elif auth == "none":
             data |= {"client_id": client.client_id}
-        return await http.post("/token", data=data, headers=headers)
+        secrets_registry.remember_fields(data)
+        reply = await http.post("/token", data=data, headers=headers)
+        if reply.headers.get("content-type", "").startswith("application/json"):
+            secrets_registry.remember_fields(reply.json())
+        return reply
 
     async def exchange(self, http: httpx.AsyncClient, client: RegisteredClient, result: AuthResult,
                        **kwargs) -> httpx.Response:

@@ -53,6 +53,10 @@ def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
     root.setLevel(level)
     # uvicorn's own access log repeats the query string; ours does not.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs the whole URL of every outgoing request at INFO (the SMS gateways): a URL may
+    # carry a credential (a webhook URL with a key, a token in a query). Its warnings stay.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class RequestContextMiddleware:
