@@ -64,6 +64,7 @@ def _page(request: Request, template: str, view: FlowView, csrf: Csrf, *, status
         "csrf_token": csrf.token(view.flow.id), "typed": data.get("typed"), "kind": data.get("kind"),
         "code_login": s.flows.code_login_enabled("sms" if data.get("kind") == "phone" else "email"),
         "registration": s.settings.registration_email or s.settings.registration_phone,
+        "channel": data.get("channel"), "factor": data.get("factor"), "methods": data.get("methods") or [],
         **context,
     }, status_code=status_code, ui_locales=view.request.ui_locales, csrf=csrf)
 
@@ -107,6 +108,30 @@ async def _run_step(request: Request, step, on_error) -> Response:
     return _signed_in(request, result)
 
 
+async def _show(request: Request, flow_id: str | None, state, template: str, **context) -> Response:
+    """A step's page (GET), or the error page when the flow is not at that step."""
+    view = await _load(request, flow_id, state)
+    if isinstance(view, Response):
+        return view
+    return _page(request, template, view, Csrf(request), **context)
+
+
+async def _submit(request: Request, state, template: str, step, on_error) -> Response:
+    """A step's form (POST): CSRF, then `step(flows, db, flow_id, form, browser)`; a refusal
+    shows the page again with `on_error(exc, form, view)` (error text and status)."""
+    s = services(request)
+    form, flow_id, ok = await _form(request)
+    if not ok:
+        return error_page(request, FORM_EXPIRED, status_code=403)
+    browser = browser_of(request)
+
+    async def failed(exc):
+        view = await s.db.run(lambda db: s.flows.load(db, flow_id, state, browser=browser.cookie))
+        return _page(request, template, view, Csrf(request), **on_error(exc, form, view))
+
+    return await _run_step(request, lambda db: step(s.flows, db, flow_id, form, browser), failed)
+
+
 # ---- identifier (and the one-form login) ---------------------------------------------------------
 
 @router.get("/login")
@@ -119,142 +144,88 @@ async def login_page(request: Request, flow: str | None = None) -> Response:
 
 @router.post("/login")
 async def login_submit(request: Request) -> Response:
-    s = services(request)
-    form, flow_id, ok = await _form(request)
-    if not ok:
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    username, password = form.get("username", "").strip(), form.get("password", "")
-    browser = browser_of(request)
+    def step(flows, db, flow_id, form, browser):
+        username, password = form.get("username", "").strip(), form.get("password", "")
+        if password:  # both fields in one post: a password manager, or a client of the one-form login
+            return flows.submit_password(db, flow_id, username, password, browser)
+        return flows.submit_identifier(db, flow_id, username, browser)
 
-    async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie))
-        return _page(request, "login.html", view, Csrf(request), error=LOGIN_FAILED, username=username,
-                     status_code=401)
-
-    if password:  # both fields in one post: a password manager, or a client of the one-form login
-        return await _run_step(request, lambda db: s.flows.submit_password(db, flow_id, username, password, browser),
-                               failed)
-    return await _run_step(request, lambda db: s.flows.submit_identifier(db, flow_id, username, browser), failed)
+    return await _submit(request, IDENTIFIER_STATES, "login.html", step, lambda exc, form, view: {
+        "error": LOGIN_FAILED, "username": form.get("username", "").strip(), "status_code": 401})
 
 
 # ---- password ------------------------------------------------------------------------------------
 
 @router.get("/login/password")
 async def password_page(request: Request, flow: str | None = None) -> Response:
-    view = await _load(request, flow, FlowState.PASSWORD)
-    if isinstance(view, Response):
-        return view
-    return _page(request, "login_password.html", view, Csrf(request))
+    return await _show(request, flow, FlowState.PASSWORD, "login_password.html")
 
 
 @router.post("/login/password")
 async def password_submit(request: Request) -> Response:
-    s = services(request)
-    form, flow_id, ok = await _form(request)
-    if not ok:
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    browser = browser_of(request)
+    def step(flows, db, flow_id, form, browser):
+        if form.get("action") == "code":  # "send me a code instead"
+            return flows.request_login_code(db, flow_id, browser)
+        return flows.submit_password_step(db, flow_id, form.get("password", ""), browser)
 
-    async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie))
-        return _page(request, "login_password.html", view, Csrf(request), error=LOGIN_FAILED, status_code=401)
-
-    if form.get("action") == "code":
-        return await _run_step(request, lambda db: s.flows.request_login_code(db, flow_id, browser), failed)
-    return await _run_step(request, lambda db: s.flows.submit_password_step(
-        db, flow_id, form.get("password", ""), browser), failed)
+    return await _submit(request, FlowState.PASSWORD, "login_password.html", step,
+                         lambda exc, form, view: {"error": LOGIN_FAILED, "status_code": 401})
 
 
 # ---- sign-in code --------------------------------------------------------------------------------
 
 @router.get("/login/code")
 async def code_page(request: Request, flow: str | None = None) -> Response:
-    view = await _load(request, flow, FlowState.CODE)
-    if isinstance(view, Response):
-        return view
-    return _page(request, "login_code.html", view, Csrf(request), channel=view.data.get("channel"))
+    return await _show(request, flow, FlowState.CODE, "login_code.html")
 
 
 @router.post("/login/code")
 async def code_submit(request: Request) -> Response:
-    s = services(request)
-    form, flow_id, ok = await _form(request)
-    if not ok:
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    browser = browser_of(request)
+    def step(flows, db, flow_id, form, browser):
+        if form.get("action") == "resend":
+            return flows.request_login_code(db, flow_id, browser, resend=True)
+        return flows.submit_login_code(db, flow_id, form.get("code", ""), browser)
 
-    async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, FlowState.CODE, browser=browser.cookie))
-        return _page(request, "login_code.html", view, Csrf(request), channel=view.data.get("channel"),
-                     error=CODE_NOT_VALID, status_code=400)
-
-    if form.get("action") == "resend":
-        return await _run_step(request, lambda db: s.flows.request_login_code(db, flow_id, browser, resend=True),
-                               failed)
-    return await _run_step(request, lambda db: s.flows.submit_login_code(db, flow_id, form.get("code", ""), browser),
-                           failed)
+    return await _submit(request, FlowState.CODE, "login_code.html", step,
+                         lambda exc, form, view: {"error": CODE_NOT_VALID, "status_code": 400})
 
 
 # ---- second factor -------------------------------------------------------------------------------
 
-def _factor_page(request: Request, view: FlowView, *, error: str | None = None, status_code: int = 200):
-    return _page(request, "login_factor.html", view, Csrf(request), factor=view.data.get("factor"),
-                 methods=view.data.get("methods") or [], error=error, status_code=status_code)
-
-
 @router.get("/login/factor")
 async def factor_page(request: Request, flow: str | None = None) -> Response:
-    view = await _load(request, flow, FlowState.SECOND_FACTOR)
-    if isinstance(view, Response):
-        return view
-    return _factor_page(request, view)
+    return await _show(request, flow, FlowState.SECOND_FACTOR, "login_factor.html")
 
 
 @router.post("/login/factor")
 async def factor_submit(request: Request) -> Response:
-    s = services(request)
-    form, flow_id, ok = await _form(request)
-    if not ok:
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    browser = browser_of(request)
+    def step(flows, db, flow_id, form, browser):
+        if form.get("use"):  # another method, or a new code by this one
+            return flows.choose_factor(db, flow_id, form["use"], browser)
+        return flows.submit_second_factor(db, flow_id, form.get("answer", ""), browser)
 
-    async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie))
-        message = WRONG_PASSWORD if view.data.get("factor") == "pwd" else CODE_NOT_VALID
-        return _factor_page(request, view, error=message, status_code=400)
+    def refused(exc, form, view):
+        return {"error": WRONG_PASSWORD if view.data.get("factor") == "pwd" else CODE_NOT_VALID,
+                "status_code": 400}
 
-    if form.get("use"):  # another method, or a new code by this one
-        return await _run_step(request, lambda db: s.flows.choose_factor(db, flow_id, form["use"], browser), failed)
-    return await _run_step(request, lambda db: s.flows.submit_second_factor(
-        db, flow_id, form.get("answer", ""), browser), failed)
+    return await _submit(request, FlowState.SECOND_FACTOR, "login_factor.html", step, refused)
 
 
 # ---- a new password in place of a temporary one --------------------------------------------------
 
 @router.get("/login/new-password")
 async def new_password_page(request: Request, flow: str | None = None) -> Response:
-    view = await _load(request, flow, FlowState.NEW_PASSWORD)
-    if isinstance(view, Response):
-        return view
-    return _page(request, "login_new_password.html", view, Csrf(request))
+    return await _show(request, flow, FlowState.NEW_PASSWORD, "login_new_password.html")
 
 
 @router.post("/login/new-password")
 async def new_password_submit(request: Request) -> Response:
-    s = services(request)
-    form, flow_id, ok = await _form(request)
-    if not ok:
-        return error_page(request, FORM_EXPIRED, status_code=403)
-    browser = browser_of(request)
+    def step(flows, db, flow_id, form, browser):
+        return flows.submit_new_password(db, flow_id, form.get("password", ""), browser)
 
-    async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie))
+    def refused(exc, form, view):
         if isinstance(exc, PasswordRejected):
-            error, params = POLICY_TEXTS[exc.reason], exc.params
-        else:
-            error, params = SAME_AS_TEMPORARY, {}
-        return _page(request, "login_new_password.html", view, Csrf(request), error=error,
-                     error_params=params, status_code=400)
+            return {"error": POLICY_TEXTS[exc.reason], "error_params": exc.params, "status_code": 400}
+        return {"error": SAME_AS_TEMPORARY, "status_code": 400}
 
-    return await _run_step(request, lambda db: s.flows.submit_new_password(
-        db, flow_id, form.get("password", ""), browser), failed)
+    return await _submit(request, FlowState.NEW_PASSWORD, "login_new_password.html", step, refused)
