@@ -112,6 +112,11 @@ class Services:
             budget_window=settings.sms_budget_window,
         )
         # Password reset (flows/recovery.py): destinations sealed, browsers bound, under its own key.
+        # Organisations (orgs/) and the audit log every change of theirs writes (audit/).
+        from idp.audit.service import AuditLog
+        from idp.orgs.service import OrgService
+        self.audit = AuditLog()
+        self.orgs = OrgService(self)
         from idp.flows.recovery import RecoveryService
         self.recovery = RecoveryService(self, derive_key(kek, "password-reset"))
         from idp.flows.registration import RegistrationService

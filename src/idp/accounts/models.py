@@ -31,7 +31,8 @@ class User(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-IDENTIFIER_KINDS = ("email", "phone")
+# "username": an organisation username such as `maija@acme` (orgs/usernames), unique once verified.
+IDENTIFIER_KINDS = ("email", "phone", "username")
 
 
 class Identifier(Base):
@@ -44,7 +45,7 @@ class Identifier(Base):
 
     __tablename__ = "identifiers"
     __table_args__ = (
-        CheckConstraint("kind IN ('email', 'phone')", name="kind"),
+        CheckConstraint("kind IN ('email', 'phone', 'username')", name="kind"),
         UniqueConstraint("user_id", "kind", "value"),
         Index("ix_identifiers_kind_value", "kind", "value"),
         Index("uq_identifiers_verified_kind_value", "kind", "value", unique=True,

@@ -27,6 +27,8 @@ class Client(Base):
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     jwks: Mapped[dict | None] = mapped_column(JSON)  # public keys for private_key_jwt
+    # The product this client belongs to (orgs/): its sign-in needs the member's product access.
+    product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -47,6 +49,7 @@ class AuthorizationCode(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     grant_id: Mapped[str | None] = mapped_column(String(64))
+    org_id: Mapped[str | None] = mapped_column(String(64))  # the organisation chosen at sign-in
 
 
 class Grant(Base):
@@ -64,6 +67,8 @@ class Grant(Base):
     acr: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The organisation the tokens of this family speak for (a refresh may switch it).
+    org_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class RefreshToken(Base):
