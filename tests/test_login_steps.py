@@ -604,3 +604,26 @@ async def test_a_verified_landline_is_not_offered_a_text_message(browser, rp, s,
     assert "Text me a code" not in page.text
     reply = await browser.post("/login/factor", data=fields(page, answer=await emailed_code(smtp, email)))
     assert (await tokens_of(browser, rp, client, started, reply))["acr"] == MFA
+
+
+async def test_the_sms_budget_breaker_writes_an_audit_event(settings):
+    from idp.app import create_app
+
+    application = create_app(settings.model_copy(update={"sms_hourly_budget": 1, "sms_budget_window": 3600}))
+    async with application.router.lifespan_context(application):
+        tiny = RelyingParty(application, application.state.services)
+        client = await tiny.register()
+        async with tiny.browser() as browser:
+            statuses = []
+            for _ in range(2):
+                location, _ = await start(browser, tiny, client)
+                reply = await identify(browser, location, f"+35842{secrets.randbelow(10**7):07d}")
+                statuses.append(reply.status_code)
+        assert statuses == [303, 429]
+        s = application.state.services
+        for _ in range(100):  # written in a transaction of its own, right after the refusal
+            events = await s.db.run(lambda db: s.audit.events(db, action="sms.budget_breaker_tripped"))
+            if events:
+                break
+            await asyncio.sleep(0.05)
+        assert events and events[0].actor_type == "system" and events[0].after["budget"] == 1

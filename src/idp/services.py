@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from datetime import timedelta
@@ -16,7 +17,7 @@ from idp.courier.providers import providers_from_settings
 from idp.courier.service import Courier
 from idp.db import Database
 from idp.keys.service import KeyRing
-from idp.ratelimit import FailoverStorage, RateLimiter, SmsGuard
+from idp.ratelimit import BreakerTrip, FailoverStorage, RateLimiter, SmsGuard, log_breaker_trip
 from idp.mfa.recovery import RecoveryCodeService
 from idp.mfa.service import SecondFactorService
 from idp.mfa.totp import TotpService
@@ -41,6 +42,7 @@ class Services:
         from idp.oauth.tokens import TokenMinter
 
         self.settings = settings
+        self._background: set[asyncio.Task] = set()  # fire-and-forget work that must not be collected
         kek = settings.key_encryption_key()
         self.csrf_key = derive_key(kek, "csrf")
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size,
@@ -109,7 +111,7 @@ class Services:
         self.sms_guard = SmsGuard(
             self.rate_limiter, self.phones, resend_delays=settings.sms_resend_delays,
             resend_window=settings.sms_resend_window, budget=settings.sms_hourly_budget,
-            budget_window=settings.sms_budget_window,
+            budget_window=settings.sms_budget_window, on_breaker_trip=self._sms_breaker_tripped,
         )
         # Password reset (flows/recovery.py): destinations sealed, browsers bound, under its own key.
         # Organisations (orgs/) and the audit log every change of theirs writes (audit/).
@@ -122,6 +124,25 @@ class Services:
         from idp.flows.registration import RegistrationService
         self.registration = RegistrationService(self, derive_key(kek, "registration"))
         self.self_service = SelfService(self)  # the account pages (ui/account.py)
+
+    async def _sms_breaker_tripped(self, trip: BreakerTrip) -> None:
+        """The SMS budget breaker opened (once per window, on one node): a warning and an audit
+        event (SECURITY-CHECKLIST 95)."""
+        from idp.audit.service import SYSTEM
+
+        await log_breaker_trip(trip)
+
+        async def write() -> None:
+            await self.db.run(lambda db: self.audit.record(
+                db, SYSTEM, "sms.budget_breaker_tripped", target_type="sms_budget",
+                after={"budget": trip.budget, "window_seconds": trip.window_seconds,
+                       "reopens_in_seconds": trip.reopens_in_seconds}))
+
+        # In a transaction of its own, after the refused request's: the request may hold the
+        # database's write lock (SQLite) while this hook runs inside it.
+        task = asyncio.get_running_loop().create_task(write())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         await self.rate_limiter.close()
