@@ -18,6 +18,8 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 access_log = logging.getLogger("idp.access")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Single-use link tokens travel in the path (/orgs/invitations/idpinv_...): logged as "idpinv_…".
+_PATH_SECRETS = re.compile(r"(idp(?:inv|own|cc)_)[A-Za-z0-9_-]+")
 # Every response is a page, a redirect or protocol JSON: none may be framed (RFC 9700 §4.16).
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -89,7 +91,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             access_log.info("request", extra={"fields": {
-                "method": scope["method"], "path": scope["path"], "status": status,
+                "method": scope["method"], "path": _PATH_SECRETS.sub(r"\1…", scope["path"]), "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             }})
             request_id_var.reset(token)

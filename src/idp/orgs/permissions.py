@@ -38,6 +38,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 # Actions on another member, whose role and the role given are checked too.
 _ON_MEMBERS = {"members.invite", "members.change_role", "members.remove", "usernames.create"}
+# Actions on a member's licences (product access): nobody touches the licences of someone ranked
+# above them, so an admin never changes or revokes the owner's. The owner manages their own.
+# `new_role` is not an organisation role here: orgs/products.py checks the product role given
+# with `may_give_product_role`.
+_ON_LICENCES = {"products.manage_access"}
 
 
 def rank(role: str) -> int:
@@ -55,6 +60,10 @@ def check(role: str | None, action: str, *, target_role: str | None = None,
         raise OrgNotFound()
     if role not in PERMISSIONS[action]:
         raise Forbidden()
+    if action in _ON_LICENCES:
+        if target_role is not None and rank(target_role) < rank(role):
+            raise Forbidden()
+        return
     if action not in _ON_MEMBERS:
         return
     # Nobody grants ownership except by transfer, and nobody but the owner touches the owner.
@@ -74,3 +83,26 @@ def allowed(role: str | None, action: str, **targets) -> bool:
     except (Forbidden, OrgNotFound):
         return False
     return True
+
+
+def product_role_level(product_roles: list[str], role: str) -> int:
+    """How high a product role is, on the organisation's scale (member 0, editor 1, admin 2,
+    owner 3): roles that share the organisation's names are judged by those names, other roles
+    by their position counted from the product's lowest role (the lowest is at member's level).
+    A role not in the product is above everything."""
+    top = len(ROLES) - 1
+    if role in ROLES:
+        return top - rank(role)
+    if role in product_roles:
+        return len(product_roles) - 1 - product_roles.index(role)
+    return len(ROLES)
+
+
+def may_give_product_role(role: str, product_roles: list[str], product_role: str) -> bool:
+    """May a member with the organisation role `role` give (or change, or take away) a licence
+    with `product_role`? Only at or below their own level: an admin gives admin-level roles and
+    below, and a product's owner-level role (and anything ranked above it) only the owner gives.
+    """
+    if role == "owner":
+        return True
+    return product_role_level(product_roles, product_role) <= len(ROLES) - 1 - rank(role)

@@ -1,0 +1,220 @@
+"""Members of an organisation: list, add (operators), change a role, remove, leave.
+
+Rules (the permission table decides who may attempt what; these are the rules about the target):
+- Nobody is given the owner role here: ownership moves only by a transfer (orgs/ownership.py).
+- Nobody gives a role above their own, and an admin never touches the owner.
+- The owner is never removed, demoted or allowed to leave: the organisation would have no owner.
+  The refusal is Forbidden with a message saying to transfer ownership first, for operators too.
+- Every change takes the organisation's row lock before reading any membership (see
+  orgs/service.py), so a transfer accepted in parallel cannot slip between the read and the write.
+- Removing a member, or a member leaving, also deletes their product access in the organisation,
+  revokes their token families (grants) that speak for it, so their next refresh fails, and
+  withdraws an ownership offer made to them.
+- Invitations do not outlive their inviter's right to send them: removing a member, or a member
+  leaving, revokes the pending invitations they sent, and a demotion revokes those whose role the
+  new role may no longer give (an editor or member may give none). Accepting checks the same
+  again (orgs/invitations.py), so nothing slips through a race or a path that skipped this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from idp.accounts.models import User
+from idp.audit.service import Actor
+from idp.db import utcnow
+from idp.oauth.grants.base import revoke_grant
+from idp.oauth.models import Grant
+from idp.orgs import permissions
+from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
+from idp.orgs.models import ROLES, Invitation, Membership, Organisation, OwnershipOffer, ProductAccess
+from idp.orgs.permissions import rank
+from idp.ui.i18n import N_
+
+if TYPE_CHECKING:
+    from idp.services import Services
+
+BAD_ROLE = N_("Choose one of the roles: admin, editor or member.")
+NO_OWNER_HERE = N_("Ownership can only be given by a transfer, which the owner offers and the new owner accepts.")
+OWNER_STAYS = N_("The owner cannot be removed, demoted or leave. Transfer the ownership to another member first.")
+ALREADY_MEMBER = N_("This person is already a member of the organisation.")
+NO_SUCH_ACCOUNT = N_("There is no such account.")
+ONLY_PEOPLE_LEAVE = N_("Only a signed-in member can leave an organisation.")
+
+
+def given_role(role: object) -> str:
+    """A role that may be given to a member (never owner); OrgError or Forbidden otherwise."""
+    if not isinstance(role, str) or role not in ROLES:
+        raise OrgError(BAD_ROLE)
+    if role == "owner":
+        raise Forbidden(NO_OWNER_HERE)
+    return role
+
+
+def higher(a: str, b: str) -> str:
+    return a if rank(a) <= rank(b) else b
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """One row of the member list."""
+
+    user_id: str
+    email: str | None
+    name: str | None
+    role: str
+    joined_at: datetime
+
+
+class MemberService:
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    async def list(self, db: AsyncSession, actor: Actor, org_ref: str) -> list[MemberView]:
+        """Every member with their primary email and name, owner first, then by role and name.
+        Needs `members.view` (owners and admins)."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.view")
+        rows = (await db.execute(
+            select(Membership, User.email, User.name).join(User, User.id == Membership.user_id)
+            .where(Membership.org_id == access.org.id))).all()
+        members = [MemberView(m.user_id, email, name, m.role, m.created_at) for m, email, name in rows]
+        return sorted(members, key=lambda v: (rank(v.role), (v.name or v.email or "").casefold(), v.user_id))
+
+    async def add(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str, role: str) -> Membership:
+        """Make an existing account a member with `role` (admin, editor or member). For operators
+        (the CLI) and integrators; a person joins by invitation. Raises OrgError (bad role or no
+        such account), Forbidden (owner, or a role above the actor's), Conflict (already a member)."""
+        role = given_role(role)
+        access = await self.s.orgs.require(db, actor, org_ref, "members.invite", new_role=role, lock=True)
+        if not isinstance(user_id, str) or len(user_id) > 64 or await db.get(User, user_id) is None:
+            raise OrgError(NO_SUCH_ACCOUNT)
+        if await self.s.orgs.membership(db, access.org.id, user_id) is not None:
+            raise Conflict(ALREADY_MEMBER)
+        membership = Membership(org_id=access.org.id, user_id=user_id, role=role)
+        try:
+            async with db.begin_nested():
+                db.add(membership)
+                await db.flush()
+        except IntegrityError:  # only without the lock's protection, e.g. a foreign writer
+            raise Conflict(ALREADY_MEMBER) from None
+        await self.s.audit.record(db, actor, "member.added", org_id=access.org.id, target_type="user",
+                                  target_id=user_id, after={"role": role})
+        return membership
+
+    async def change_role(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str,
+                          role: str) -> Membership:
+        """Give member `user_id` the role `role`. Nobody gives owner (Forbidden: transfer), nobody
+        gives a role above their own, an admin never touches the owner, and the owner is never
+        demoted (Forbidden, for operators too). The same role again changes nothing."""
+        role = given_role(role)
+        access, target = await self._target(db, actor, org_ref, "members.change_role", user_id, new_role=role)
+        if target.role == role:
+            return target
+        before = target.role
+        await db.execute(update(Membership).where(Membership.id == target.id).values(role=role))
+        await db.refresh(target)
+        await self.s.audit.record(db, actor, "member.role_changed", org_id=access.org.id, target_type="user",
+                                  target_id=target.user_id, before={"role": before}, after={"role": role})
+        if rank(role) > rank(before):  # a demotion: invitations the new role may not give die
+            await revoke_invitations_of(self.s, db, actor, access.org.id, target.user_id, role=role,
+                                        reason="inviter_demoted")
+        return target
+
+    async def remove(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str) -> None:
+        """Remove member `user_id` (never the owner), with their product access and the token
+        families that speak for this organisation."""
+        access, target = await self._target(db, actor, org_ref, "members.remove", user_id)
+        await self._drop(db, actor, access.org, target, "member.removed")
+
+    async def leave(self, db: AsyncSession, actor: Actor, org_ref: str) -> None:
+        """The signed-in member leaves. The owner cannot (Forbidden) until they have transferred
+        the ownership; a stranger gets OrgNotFound."""
+        if actor.type != "user":
+            raise OrgError(ONLY_PEOPLE_LEAVE)
+        access = await self.s.orgs.require(db, actor, org_ref, "org.view", lock=True)
+        if access.role == "owner":
+            raise Forbidden(OWNER_STAYS)
+        await self.s.orgs.require(db, actor, org_ref, "org.leave")
+        await self._drop(db, actor, access.org, access.membership, "member.left")
+
+    # ---- inside ----------------------------------------------------------------------------------
+
+    async def _target(self, db: AsyncSession, actor: Actor, org_ref: str, action: str, user_id: str,
+                      *, new_role: str | None = None):
+        """The organisation (locked) and the target member, after every permission rule; the
+        owner as a target is refused with OWNER_STAYS, whoever asks."""
+        try:
+            access, target = await self.s.orgs.require_member(db, actor, org_ref, action, user_id,
+                                                              new_role=new_role, lock=True)
+        except Forbidden:
+            # The owner acting on themselves, or anyone on the owner: say why, not just "no".
+            target = await self._member_if_allowed_to_see(db, actor, org_ref, user_id)
+            if target is not None and target.role == "owner":
+                raise Forbidden(OWNER_STAYS) from None
+            raise
+        if target.role == "owner":  # operators and integrators are not checked by the table
+            raise Forbidden(OWNER_STAYS)
+        return access, target
+
+    async def _member_if_allowed_to_see(self, db: AsyncSession, actor: Actor, org_ref: str,
+                                        user_id: str) -> Membership | None:
+        try:
+            access = await self.s.orgs.require(db, actor, org_ref, "members.view")
+        except (Forbidden, OrgNotFound):
+            return None
+        return await self.s.orgs.membership(db, access.org.id, user_id)
+
+    async def _drop(self, db: AsyncSession, actor: Actor, org: Organisation, membership: Membership,
+                    action: str) -> None:
+        user_id, role = membership.user_id, membership.role
+        # Their licences in this organisation go with them.
+        products = (await db.execute(delete(ProductAccess).where(
+            ProductAccess.org_id == org.id, ProductAccess.user_id == user_id))).rowcount
+        # Token families that speak for this organisation end: the next refresh fails.
+        grants = (await db.execute(select(Grant.id).where(
+            Grant.user_id == user_id, Grant.org_id == org.id, Grant.revoked_at.is_(None)))).scalars().all()
+        for grant_id in grants:
+            await revoke_grant(db, grant_id)
+        # An ownership offer to someone who is no longer a member cannot be accepted.
+        await db.execute(update(OwnershipOffer).where(
+            OwnershipOffer.org_id == org.id, OwnershipOffer.to_user_id == user_id,
+            OwnershipOffer.accepted_at.is_(None), OwnershipOffer.withdrawn_at.is_(None),
+        ).values(withdrawn_at=utcnow()))
+        # Invitations they sent die with their membership.
+        await revoke_invitations_of(self.s, db, actor, org.id, user_id, role=None,
+                                    reason="inviter_removed" if action == "member.removed" else "inviter_left")
+        await db.execute(delete(Membership).where(Membership.id == membership.id))
+        await self.s.audit.record(db, actor, action, org_id=org.id, target_type="user", target_id=user_id,
+                                  before={"role": role},
+                                  after={"product_access_removed": products, "grants_revoked": len(grants)})
+
+
+async def revoke_invitations_of(s: Services, db: AsyncSession, actor: Actor, org_id: str, inviter_id: str, *,
+                                role: str | None, reason: str) -> list[str]:
+    """Revoke the pending invitations `inviter_id` sent in the organisation that a member with
+    `role` may not give (all of them for `role` None: the inviter is no longer a member), each
+    with an "invitation.revoked" audit event saying why. Returns the revoked invitations' ids.
+    The caller holds the organisation's row lock."""
+    pending = (await db.execute(select(Invitation).where(
+        Invitation.org_id == org_id, Invitation.invited_by == inviter_id,
+        Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)))).scalars().all()
+    doomed = [i for i in pending
+              if role is None or not permissions.allowed(role, "members.invite", new_role=i.role)]
+    revoked = []
+    now = utcnow()
+    for invitation in doomed:
+        done = await db.execute(update(Invitation).where(
+            Invitation.id == invitation.id, Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None)).values(revoked_at=now))
+        if done.rowcount == 1:
+            revoked.append(invitation.id)
+            await s.audit.record(db, actor, "invitation.revoked", org_id=org_id, target_type="invitation",
+                                 target_id=invitation.id, before={"email": invitation.email, "role": invitation.role},
+                                 after={"reason": reason})
+    return revoked
