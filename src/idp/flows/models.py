@@ -17,6 +17,8 @@ class FlowState(enum.StrEnum):
     CODE = "code"  # a sign-in code was sent (if the identifier has an account)
     SECOND_FACTOR = "factor"  # the first factor passed; waiting for the second
     NEW_PASSWORD = "new_password"  # a temporary password must be replaced first
+    ORGANISATION = "organisation"  # authenticated, choosing the organisation (flows/organisation.py)
+    NO_ACCESS = "no_access"  # refused at the organisation step; a page leads back to the client
     CONSENT = "consent"  # authenticated, waiting for consent
     COMPLETE = "complete"  # a code was issued; the flow is spent
     DENIED = "denied"  # the person refused; the flow is spent

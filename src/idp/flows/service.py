@@ -107,7 +107,10 @@ IDENTIFIER_STATES = (FlowState.LOGIN, FlowState.PASSWORD, FlowState.CODE)
 
 class FlowService:
     def __init__(self, services: Services) -> None:
+        from idp.flows.organisation import OrganisationStep
+
         self.s = services
+        self.organisation = OrganisationStep(services)  # after authentication, before consent
 
     # ---- loading ------------------------------------------------------------------------------
 
@@ -145,40 +148,80 @@ class FlowService:
     # ---- flows that start here -----------------------------------------------------------------
 
     async def start_account_flow(self, db: AsyncSession, *, return_to: str, browser: str | None,
-                                 max_age: int | None = None, ui_locales: str | None = None) -> str:
+                                 max_age: int | None = None, ui_locales: str | None = None,
+                                 password_only: bool = False) -> str:
         """A sign-in for our own pages (no client), bound to `browser` (its CSRF cookie): the
-        browser goes to `/login?flow=<id>` and, once signed in, is sent to `return_to`."""
+        browser goes to `/login?flow=<id>` and, once signed in, is sent to `return_to`.
+        `password_only`: no sign-in by a code alone (an organisation's policy refused it)."""
         if not _LOCAL_PATH.fullmatch(return_to):
             raise ValueError("return_to must be a path on this server")
         request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False,
                                        scopes=[], max_age=max_age, ui_locales=ui_locales)
+        data = {"browser": self.browser_binding(browser)}
+        if password_only:
+            data["password_only"] = True
         flow = AuthorizationFlow(
-            client_id=None, request=asdict(request), state=FlowState.LOGIN,
-            data={"browser": self.browser_binding(browser)},
+            client_id=None, request=asdict(request), state=FlowState.LOGIN, data=data,
             expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
         )
         db.add(flow)
         await db.flush()
         return flow.id
 
-    async def start_step_up(self, db: AsyncSession, request: AuthorizationRequest,
-                            session: BrowserSession, browser: Browser | None) -> Interaction | None:
-        """A signed-in person whose client asks for a second factor the session lacks: a flow at
-        SECOND_FACTOR, or None when the account has no second method to offer."""
-        user = await self.s.accounts.get(db, session.user_id)
-        done = [m for m in session.amr if m != "mfa"]
-        first = next((m for m in done if m in ("pwd", "sms")), "email" if "otp" in done else "pwd")
-        methods = await self.s.factors.methods(db, user, first=first, step_up=True)
-        if not methods:
-            return None
-        browser = browser or Browser()
+    async def start_account_step_up(self, db: AsyncSession, session: BrowserSession, *, return_to: str,
+                                    browser: Browser, allowed: tuple[str, ...] | None = None) -> Interaction | None:
+        """A second factor for our own pages (no client): an organisation's policy asks for one
+        the session lacks (the organisation pages). The flow, bound to `browser`, starts at
+        SECOND_FACTOR offering only the `allowed` methods (None: any the account has); once done,
+        a new session (the methods so far and this one) and back to `return_to`. None when the
+        account has none of those methods (nothing is left behind then)."""
+        if not _LOCAL_PATH.fullmatch(return_to):
+            raise ValueError("return_to must be a path on this server")
+        request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False, scopes=[])
         flow = AuthorizationFlow(
-            client_id=request.client_id, request=asdict(request), state=FlowState.SECOND_FACTOR,
-            user_id=user.id, session_id=session.id,
-            data={"done": done, "browser": self.browser_binding(browser.cookie)},
+            client_id=None, request=asdict(request), state=FlowState.SECOND_FACTOR,
+            user_id=session.user_id, session_id=session.id, data={"browser": self.browser_binding(browser.cookie)},
             expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
         )
         db.add(flow)
+        await db.flush()
+        outcome = await self.start_step_up(db, request, session, browser, flow=flow, allowed=allowed)
+        if outcome is None:
+            await db.delete(flow)
+            await db.flush()
+        return outcome
+
+    async def start_step_up(self, db: AsyncSession, request: AuthorizationRequest,
+                            session: BrowserSession, browser: Browser | None, *,
+                            flow: AuthorizationFlow | None = None,
+                            allowed: tuple[str, ...] | None = None) -> Interaction | None:
+        """A signed-in person whose client (or organisation) asks for a second factor the session
+        lacks: the flow (a new one, or `flow`) at SECOND_FACTOR offering only the `allowed`
+        methods, or None when the account has no second method to offer."""
+        user = await self.s.accounts.get(db, session.user_id)
+        if session.methods:  # by name (pwd, sms, email, totp, recovery), first factor first
+            done = list(session.methods)
+            first = done[0]
+        else:  # a session from before methods were recorded: its amr (an "otp" stays unknown)
+            done = [m for m in session.amr if m != "mfa"]
+            first = next((m for m in done if m in ("pwd", "sms")), "email" if "otp" in done else "pwd")
+        methods = await self.s.factors.methods(db, user, first=first, step_up=True)
+        if allowed is not None:
+            methods = [method for method in methods if method in allowed]
+        if not methods:
+            return None
+        browser = browser or Browser()
+        if flow is None:
+            flow = AuthorizationFlow(
+                client_id=request.client_id, request=asdict(request), state=FlowState.SECOND_FACTOR,
+                user_id=user.id, session_id=session.id,
+                data={"done": done, "browser": self.browser_binding(browser.cookie)},
+                expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
+            )
+            db.add(flow)
+        else:
+            flow.state, flow.user_id, flow.session_id = FlowState.SECOND_FACTOR, user.id, session.id
+            flow.data = {**(flow.data or {}), "done": done}
         await db.flush()
         return await self._offer_factor(db, FlowView(flow, request, ""), user, methods, methods[0], browser)
 
@@ -191,7 +234,8 @@ class FlowService:
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         kind, login = self._read_login(typed)
         view.flow.data = {**view.data, "login": login, "kind": kind, "typed": _shown(typed)}
-        if kind == "phone" and self.s.settings.login_code_sms:
+        # An organisation that refused a code-only sign-in asks for the password (organisation.py).
+        if kind == "phone" and self.s.settings.login_code_sms and not view.data.get("password_only"):
             return await self._send_login_code(db, view, "sms", browser)
         return self._update(view, FlowState.PASSWORD)
 
@@ -231,7 +275,7 @@ class FlowService:
                                browser=browser.cookie, lock=True)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         channel = "sms" if view.data.get("kind") == "phone" else "email"
-        if not self.code_login_enabled(channel):
+        if not self.code_login_enabled(channel) or view.data.get("password_only"):
             raise FlowError("sign-in with a code is not available")
         return await self._send_login_code(db, view, channel, browser)
 
@@ -408,13 +452,14 @@ class FlowService:
             await self.s.sessions.end(db, view.flow.session_id)  # a step-up replaces its session
         session, cookie = await self.s.sessions.start(
             db, user_id=user.id, amr=amr, acr=ACR_MFA if mfa else ACR_SINGLE_FACTOR,
-            user_agent=browser.user_agent)
+            user_agent=browser.user_agent, methods=done)  # by name: organisation policies read them
         view.flow.user_id, view.flow.session_id = user.id, session.id
         if view.flow.client_id is None:
             view.flow.state = FlowState.COMPLETE
             return LoginResult(Redirect(view.request.redirect_uri), cookie)
         client = await self.s.clients.get(db, view.flow.client_id)
-        outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow)
+        outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow,
+                                                                  browser)
         return LoginResult(outcome, cookie)
 
     # ---- consent -------------------------------------------------------------------------------

@@ -77,6 +77,8 @@ class AuthorizationRequest:
     hint_sub: str | None = None  # sub of a valid id_token_hint
     ui_locales: str | None = None
     acr_values: list[str] = field(default_factory=list)
+    # The organisation the client names (id or handle); see flows/organisation.py.
+    organization: str | None = None
 
     @property
     def scope(self) -> str:
@@ -222,6 +224,7 @@ class AuthorizationService:
             max_age=int(max_age) if max_age is not None else None,
             login_hint=params.get("login_hint"), hint_sub=hint_sub,
             ui_locales=params.get("ui_locales"), acr_values=params.get("acr_values", "").split(),
+            organization=params.get("organization"),
         )
 
     # ---- 3: the decision -----------------------------------------------------------------------
@@ -230,9 +233,12 @@ class AuthorizationService:
                     session: BrowserSession | None, browser: Browser | None = None) -> Redirect | Interaction:
         request = await self.validate(db, items)
         client = await self.s.clients.get(db, request.client_id)
+        # prompt=select_account: for a client that asks for an organisation the choice to make
+        # again is the organisation (the chooser, with the session kept); otherwise the account.
+        select_account = "select_account" in request.prompt and not self.s.flows.organisation.applies(request, client)
         login_needed = (
             session is None
-            or {"login", "select_account"} & set(request.prompt)
+            or "login" in request.prompt or select_account
             or (request.max_age is not None
                 and time.time() - session.auth_time.timestamp() > request.max_age)
             or (request.hint_sub is not None and request.hint_sub != session.user_id)
@@ -245,7 +251,13 @@ class AuthorizationService:
                 raise self._to_client(request, InteractionRequired("a second factor is needed"))
             if not await consent.covers(db, session.user_id, client, request.scopes):
                 raise self._to_client(request, ConsentRequired("the user has not consented"))
-            return Redirect(await self._issue_code(db, request, session))
+            org_id = None
+            if self.s.flows.organisation.applies(request, client):
+                decided = await self.s.flows.organisation.decide(db, request, client, session, None, browser)
+                if isinstance(decided, (Redirect, Interaction)):
+                    return decided  # an error for the client: prompt=none allows no page
+                org_id = decided.org_id
+            return Redirect(await self._issue_code(db, request, session, org_id))
         if login_needed:
             return await self._new_flow(db, request, FlowState.LOGIN, None, browser)
         if step_up_needed:
@@ -266,16 +278,25 @@ class AuthorizationService:
                 flow.state = FlowState.DENIED
             return Redirect(self._to_client(request, LoginRequired(
                 "the signed-in user is not the one named by id_token_hint")).location)
+        org_id = None
+        if self.s.flows.organisation.applies(request, client):
+            # The organisation step (flows/organisation.py): choose, apply its policy, check the
+            # product's licence. It may hand over to a page first.
+            decided = await self.s.flows.organisation.decide(db, request, client, session, flow, browser)
+            if isinstance(decided, (Redirect, Interaction)):
+                return decided
+            org_id, flow = decided.org_id, decided.flow
         needs_consent = "consent" in request.prompt or not await consent.covers(
             db, session.user_id, client, request.scopes)
         if needs_consent:
             if flow is None:
-                return await self._new_flow(db, request, FlowState.CONSENT, session, browser)
+                return await self._new_flow(db, request, FlowState.CONSENT, session, browser,
+                                            org={"org": org_id, "org_user": session.user_id})
             flow.state, flow.user_id, flow.session_id = FlowState.CONSENT, session.user_id, session.id
             return Interaction(flow.id, FlowState.CONSENT)
         if flow is not None:
             flow.state = FlowState.COMPLETE
-        return Redirect(await self._issue_code(db, request, session))
+        return Redirect(await self._issue_code(db, request, session, org_id))
 
     async def after_consent(self, db: AsyncSession, request: AuthorizationRequest,
                             flow: AuthorizationFlow, session: BrowserSession, allow: bool) -> Redirect:
@@ -284,20 +305,30 @@ class AuthorizationService:
             return Redirect(self._to_client(request, AccessDenied("the user denied the request")).location)
         await consent.remember(db, session.user_id, request.client_id, request.scopes)
         flow.state = FlowState.COMPLETE
-        return Redirect(await self._issue_code(db, request, session))
+        data = flow.data or {}
+        org_id = data.get("org") if data.get("org_user") == session.user_id else None
+        return Redirect(await self._issue_code(db, request, session, org_id))
 
     # ---- helpers -------------------------------------------------------------------------------
 
     def _to_client(self, request: AuthorizationRequest, error: OAuthError) -> ClientRedirectError:
         return ClientRedirectError(error, request.redirect_uri, request.state, self.issuer)
 
+    def error_location(self, request: AuthorizationRequest, error: OAuthError) -> str:
+        """The client's redirect URI carrying `error`, `state` and `iss` (RFC 6749 §4.1.2.1, RFC 9207)."""
+        return self._to_client(request, error).location
+
+    def denied_location(self, request: AuthorizationRequest) -> str:
+        return self.error_location(request, AccessDenied("the user has no access to this application"))
+
     async def _new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState,
-                        session: BrowserSession | None, browser: Browser | None) -> Interaction:
+                        session: BrowserSession | None, browser: Browser | None,
+                        org: dict | None = None) -> Interaction:
         flow = AuthorizationFlow(
             client_id=request.client_id, request=asdict(request), state=state,
             user_id=session.user_id if session else None, session_id=session.id if session else None,
             # Bound to the browser that asked (see FlowService.load).
-            data={"browser": self.s.flows.browser_binding(browser.cookie if browser else None)},
+            data={"browser": self.s.flows.browser_binding(browser.cookie if browser else None), **(org or {})},
             expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
         )
         db.add(flow)
@@ -305,13 +336,14 @@ class AuthorizationService:
         return Interaction(flow.id, state)
 
     async def _issue_code(self, db: AsyncSession, request: AuthorizationRequest,
-                          session: BrowserSession) -> str:
+                          session: BrowserSession, org_id: str | None = None) -> str:
         code = random_token("idpac_")
         db.add(AuthorizationCode(
             code_hash=token_hash(code), client_id=request.client_id, user_id=session.user_id,
             session_id=session.id, redirect_uri=request.redirect_uri if request.redirect_uri_sent else None,
             scope=request.scope, nonce=request.nonce, code_challenge=request.code_challenge,
-            auth_time=session.auth_time, amr=session.amr, acr=session.acr,
+            auth_time=session.auth_time, amr=session.amr, methods=session.methods, acr=session.acr,
+            org_id=org_id,
             expires_at=utcnow() + timedelta(seconds=self.s.settings.code_ttl),
         ))
         await db.flush()

@@ -19,10 +19,14 @@ from idp.accounts.models import User
 from idp.keys.service import TokenInvalid, unverified_claims, verify_with_client_keys
 from idp.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from idp.oauth.models import Client, UsedClientAssertion
+from idp.orgs.models import Product
 from idp.security import keyed_hash, random_token, same
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+# Scopes about the person's organisations (orgs/claims.py): `organization` makes the person choose
+# one at sign-in and puts it in the tokens; `organization:*` lists every membership in userinfo.
+ORG_SCOPES = ("organization", "organization:*")
 ID_TOKEN_ALGS = ("RS256", "ES256", "Ed25519", "EdDSA")
 T = TypeVar("T")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -49,6 +53,8 @@ class ClientSpec:
     application_type: str | None = None
     jwks: dict | None = None
     client_id: str | None = None
+    # The product (id or handle) the client belongs to: its sign-in then needs a licence.
+    product: str | None = None
 
 
 def _check_redirect_uri(uri: str, native: bool) -> None:
@@ -127,6 +133,14 @@ class ClientService:
             # RFC 9700 §4.15: a client_credentials token's sub is the client_id; it must never
             # be mistaken for a user's sub.
             raise ClientError("client_id must not equal a user's subject identifier")
+        product_id = None
+        if spec.product is not None:
+            product = (await db.execute(select(Product).where(
+                (Product.id == spec.product) | (Product.handle == spec.product.lower())))).scalars().first() \
+                if len(spec.product) <= 64 and "\x00" not in spec.product else None
+            if product is None:
+                raise ClientError(f"unknown product: {spec.product}")
+            product_id = product.id
         # Only the secret methods get a secret: a private_key_jwt client's credential is its key.
         secret = random_token("idpcs_") if method in ("client_secret_basic", "client_secret_post") else None
         client = Client(
@@ -138,7 +152,7 @@ class ClientService:
             post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             grant_types=list(spec.grant_types), scopes=list(dict.fromkeys(spec.scopes)),
             first_party=spec.first_party, id_token_signed_response_alg=spec.id_token_signed_response_alg,
-            jwks=spec.jwks,
+            jwks=spec.jwks, product_id=product_id,
         )
         db.add(client)
         try:

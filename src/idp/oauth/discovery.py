@@ -20,7 +20,7 @@ def metadata(issuer: str, ui_locales: tuple[str, ...] = ("en",)) -> dict:
         "introspection_endpoint": f"{issuer}/introspect",
         "revocation_endpoint": f"{issuer}/revoke",
         "end_session_endpoint": f"{issuer}/logout",
-        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access", "organization", "organization:*"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": list(GRANT_TYPES),
@@ -35,7 +35,7 @@ def metadata(issuer: str, ui_locales: tuple[str, ...] = ("en",)) -> dict:
         "claims_supported": [
             "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid",
             "at_hash", "name", "given_name", "family_name", "locale", "updated_at", "email",
-            "email_verified",
+            "email_verified", "org", "org_role", "roles", "orgs",
         ],
         "claims_parameter_supported": False,
         "request_parameter_supported": False,

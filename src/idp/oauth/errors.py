@@ -98,6 +98,13 @@ class InteractionRequired(OAuthError):
     error = "interaction_required"
 
 
+class AccountSelectionRequired(OAuthError):
+    """OIDC Core §3.1.2.6: "The End-User is REQUIRED to select a session at the Authorization
+    Server." Used when prompt=none and the person must choose one of their organisations."""
+
+    error = "account_selection_required"
+
+
 class RequestNotSupported(OAuthError):
     """OIDC Core §3.1.2.6: "The OP does not support use of the request parameter." """
 

@@ -45,6 +45,7 @@ class AuthorizationCode(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128))
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[list] = mapped_column(JSON)
+    methods: Mapped[list | None] = mapped_column(JSON)  # as BrowserSession.methods
     acr: Mapped[str | None] = mapped_column(String(100))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -64,6 +65,7 @@ class Grant(Base):
     scope: Mapped[str] = mapped_column(Text)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[list] = mapped_column(JSON)
+    methods: Mapped[list | None] = mapped_column(JSON)  # as BrowserSession.methods
     acr: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -17,6 +17,7 @@ from idp.oauth.errors import InsufficientScope, InvalidToken
 from idp.oauth.grants.base import revoke_grant
 from idp.oauth.models import Client, Grant, RefreshToken, RevokedAccessToken
 from idp.oauth.tokens import grant_of_jti
+from idp.orgs import claims as org_claims
 from idp.security import token_hash
 
 if TYPE_CHECKING:
@@ -56,7 +57,14 @@ class ResourceService:
         user = await self.s.accounts.get(db, claims["sub"])
         if user is None:
             raise InvalidToken("the account no longer exists")
-        return user_claims(user, scopes)
+        result = user_claims(user, scopes)
+        if scopes & {org_claims.ORG_SCOPE, org_claims.ALL_ORGS_SCOPE}:
+            # The organisation as it stands now, not as the access token (minutes old) says.
+            grant_id = grant_of_jti(claims.get("jti"))
+            grant = await db.get(Grant, grant_id) if grant_id else None
+            client = await self.s.clients.get(db, claims.get("client_id"))
+            result.update(await org_claims.for_userinfo(self.s, db, grant=grant, client=client, scopes=scopes))
+        return result
 
     async def introspect(self, db: AsyncSession, client: Client, token: str | None) -> dict:
         """RFC 7662 §2.2. Anything not active is just {"active": false}, with no reason given."""

@@ -41,10 +41,12 @@ class TokenMinter:
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
 
     def access_token(self, *, client_id: str, sub: str, scope: str, grant: Grant | None = None,
-                     audience: str | None = None) -> str:
-        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti; header typ "at+jwt"."""
+                     audience: str | None = None, extra_claims: dict | None = None) -> str:
+        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti; header typ "at+jwt".
+        `extra_claims` (the organisation's, orgs/claims.py) never override the registered ones."""
         now = int(time.time())
         claims = {
+            **(extra_claims or {}),
             "iss": self.issuer, "sub": sub, "aud": audience or client_id, "client_id": client_id,
             "iat": now, "exp": now + self.access_ttl, "scope": scope,
             "jti": f"{grant.id}.{new_id()}" if grant else new_id(),

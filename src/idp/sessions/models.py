@@ -18,6 +18,9 @@ class BrowserSession(Base):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[list] = mapped_column(JSON)
+    # The methods behind `amr`, by our own names (pwd, sms, email, totp, recovery): RFC 8176's
+    # "otp" cannot tell an app's code from an emailed one, and organisation policies must.
+    methods: Mapped[list | None] = mapped_column(JSON)
     acr: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

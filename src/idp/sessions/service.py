@@ -17,13 +17,15 @@ class SessionService:
         self.ttl = timedelta(seconds=ttl_seconds)
 
     async def start(self, db: AsyncSession, *, user_id: str, amr: list[str], acr: str | None,
-                    auth_time: datetime | None = None,
-                    user_agent: str | None = None) -> tuple[BrowserSession, str]:
-        """A new session and the cookie value that finds it (returned once, stored hashed)."""
+                    auth_time: datetime | None = None, user_agent: str | None = None,
+                    methods: list[str] | None = None) -> tuple[BrowserSession, str]:
+        """A new session and the cookie value that finds it (returned once, stored hashed).
+        `methods`: the sign-in methods by name, first factor first (BrowserSession.methods)."""
         cookie = random_token("idps_")
         now = utcnow()
         session = BrowserSession(
             token_hash=token_hash(cookie), user_id=user_id, amr=amr, acr=acr,
+            methods=list(methods) if methods is not None else None,
             auth_time=auth_time or now, expires_at=now + self.ttl,
             user_agent=(user_agent or "")[:200] or None,
         )

@@ -32,7 +32,15 @@ SAME_AS_TEMPORARY = N_("Choose a password of your own, not the temporary one.")
 PAGES = {
     FlowState.LOGIN: "/login", FlowState.PASSWORD: "/login/password", FlowState.CODE: "/login/code",
     FlowState.SECOND_FACTOR: "/login/factor", FlowState.NEW_PASSWORD: "/login/new-password",
-    FlowState.CONSENT: "/consent",
+    FlowState.CONSENT: "/consent", FlowState.ORGANISATION: "/login/organisation",
+    FlowState.NO_ACCESS: "/login/no-access",
+}
+# Why the organisation step refused (flows/organisation.py), as the no-access page says it.
+NO_ACCESS_TEXTS = {
+    "product": N_("You do not have access to %(product)s in %(org)s. Ask an administrator of the organisation for access."),
+    "product_no_org": N_("You do not have access to %(product)s. Ask an administrator of your organisation for access."),
+    "second_factor": N_("%(org)s requires a second sign-in step that your account cannot offer. Add an authenticator app or a verified phone number to your account first."),
+    "policy": N_("%(org)s does not allow this kind of sign-in."),
 }
 
 
@@ -62,7 +70,8 @@ def _page(request: Request, template: str, view: FlowView, csrf: Csrf, *, status
     return render(request, template, {
         "flow_id": view.flow.id, "client_name": view.client_name, "for_account": view.flow.client_id is None,
         "csrf_token": csrf.token(view.flow.id), "typed": data.get("typed"), "kind": data.get("kind"),
-        "code_login": s.flows.code_login_enabled("sms" if data.get("kind") == "phone" else "email"),
+        "code_login": s.flows.code_login_enabled("sms" if data.get("kind") == "phone" else "email")
+        and not data.get("password_only"),
         "registration": s.settings.registration_email or s.settings.registration_phone,
         "channel": data.get("channel"), "factor": data.get("factor"), "methods": data.get("methods") or [],
         **context,
@@ -229,3 +238,41 @@ async def new_password_submit(request: Request) -> Response:
         return {"error": SAME_AS_TEMPORARY, "status_code": 400}
 
     return await _submit(request, FlowState.NEW_PASSWORD, "login_new_password.html", step, refused)
+
+
+# ---- the organisation (flows/organisation.py) ----------------------------------------------------
+
+@router.get("/login/organisation")
+async def organisation_page(request: Request, flow: str | None = None) -> Response:
+    s = services(request)
+    view = await _load(request, flow, FlowState.ORGANISATION)
+    if isinstance(view, Response):
+        return view
+    orgs = await s.db.run(lambda db: s.flows.organisation.choices(db, view.flow))
+    return _page(request, "login_organisation.html", view, Csrf(request), orgs=orgs)
+
+
+@router.post("/login/organisation")
+async def organisation_submit(request: Request) -> Response:
+    def step(flows, db, flow_id, form, browser):
+        return flows.organisation.choose(db, flow_id, form.get("organisation"), browser)
+
+    return await _submit(request, FlowState.ORGANISATION, "login_organisation.html", step,
+                         lambda exc, form, view: {"status_code": 400})
+
+
+@router.get("/login/no-access")
+async def no_access_page(request: Request, flow: str | None = None) -> Response:
+    """Refused at the organisation step: why, and a way back (the client receives access_denied)."""
+    s = services(request)
+    view = await _load(request, flow, FlowState.NO_ACCESS)
+    if isinstance(view, Response):
+        return view
+    refusal = view.data.get("no_access") or {}
+    reason = refusal.get("reason", "product")
+    if reason == "product" and not refusal.get("org"):
+        reason = "product_no_org"
+    return _page(request, "login_no_access.html", view, Csrf(request), status_code=403,
+                 message=NO_ACCESS_TEXTS.get(reason, NO_ACCESS_TEXTS["product"]),
+                 message_params={"org": refusal.get("org") or "", "product": refusal.get("product") or view.client_name},
+                 back=s.authorization.denied_location(view.request))

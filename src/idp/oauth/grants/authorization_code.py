@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from idp.db import new_id, utcnow
 from idp.oauth.errors import InvalidGrant, InvalidRequest
 from idp.oauth.grants.base import (
-    TokenRequest, revoke_grant, token_response, user_tokens, wants_refresh_token,
+    TokenRequest, organisation_claims, revoke_grant, token_response, user_tokens, wants_refresh_token,
 )
 from idp.oauth.models import AuthorizationCode, Grant
 from idp.security import same, token_hash
@@ -84,10 +84,12 @@ async def handle(request: TokenRequest) -> dict:
         raise InvalidGrant("authorization code already used", keeps_changes=True)
     grant = Grant(id=grant_id, client_id=client.client_id, user_id=code.user_id,
                   session_id=code.session_id, scope=code.scope, auth_time=code.auth_time,
-                  amr=code.amr, acr=code.acr)
+                  amr=code.amr, methods=code.methods, acr=code.acr, org_id=code.org_id)
     db.add(grant)
 
-    access_token, id_token = user_tokens(request, grant, user, code.scope, code.nonce)
+    # The organisation chosen at sign-in, as it stands now (the membership may have changed).
+    org = await organisation_claims(request, grant, code.scope, enforce_policy=False)
+    access_token, id_token = user_tokens(request, grant, user, code.scope, code.nonce, org)
     minter = services.minter
     refresh = minter.new_refresh_token(db, grant, code.scope, now) if wants_refresh_token(client, code.scope) else None
     return token_response(access_token, minter.access_ttl, code.scope, id_token=id_token, refresh_token=refresh)

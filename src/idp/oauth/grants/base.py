@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from idp.accounts.models import User
 from idp.accounts.service import user_claims
 from idp.db import utcnow
-from idp.oauth.errors import InvalidScope
+from idp.oauth.errors import InvalidGrant, InvalidScope
 from idp.oauth.models import Client, Grant, RefreshToken
+from idp.orgs import claims as org_claims
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -54,17 +55,33 @@ async def revoke_grant(db: AsyncSession, grant_id: str | None) -> None:
                                                 RefreshToken.used_at.is_(None)).values(used_at=now))
 
 
+async def organisation_claims(request: TokenRequest, grant: Grant, scope: str, *,
+                              enforce_policy: bool) -> dict:
+    """The grant's organisation claims (orgs/claims.py), read from the database now. A person no
+    longer a member, without the product's licence, or (on refresh) whose session no longer
+    satisfies the organisation's policy gets invalid_grant: the grant no longer holds for them."""
+    if grant.org_id is None and request.client.product_id is None:
+        return {}  # the common case costs no query
+    try:
+        return await org_claims.for_grant(request.services, request.db, grant=grant, client=request.client,
+                                          scopes=set(scope.split()), enforce_policy=enforce_policy)
+    except org_claims.OrgRefused as refused:
+        raise InvalidGrant(str(refused)) from None
+
+
 def user_tokens(request: TokenRequest, grant: Grant, user: User, scope: str,
-                nonce: str | None) -> tuple[str, str | None]:
-    """The access token and, when `openid` was granted, the ID token for a person's grant."""
+                nonce: str | None, org: dict | None = None) -> tuple[str, str | None]:
+    """The access token and, when `openid` was granted, the ID token for a person's grant;
+    both carry `org` (the organisation claims) when there are any."""
     minter, client = request.services.minter, request.client
     scopes = set(scope.split())
-    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant)
+    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant,
+                                       extra_claims=org)
     if "openid" not in scopes:
         return access_token, None
     id_token = minter.id_token(
         client_id=client.client_id, alg=client.id_token_signed_response_alg, grant=grant,
-        access_token=access_token, extra_claims=user_claims(user, scopes), nonce=nonce,
+        access_token=access_token, extra_claims={**user_claims(user, scopes), **(org or {})}, nonce=nonce,
     )
     return access_token, id_token
 

@@ -9,7 +9,7 @@ from idp.oauth.errors import InvalidScope, UnauthorizedClient
 from idp.oauth.grants.base import TokenRequest, token_response
 
 GRANT_TYPE = "client_credentials"
-USER_SCOPES = {"openid", "profile", "email", "offline_access"}
+USER_SCOPES = {"openid", "profile", "email", "offline_access", "organization", "organization:*"}
 
 
 async def handle(request: TokenRequest) -> dict:

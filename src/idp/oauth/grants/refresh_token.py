@@ -1,4 +1,10 @@
-"""RFC 6749 §6 refresh, rotated on every use; a replayed token revokes its family (RFC 9700 §4.14.2)."""
+"""RFC 6749 §6 refresh, rotated on every use; a replayed token revokes its family (RFC 9700 §4.14.2).
+
+An `organization` parameter (an organisation's id or handle) switches the token family to that
+organisation when the person is a member there: `grants.org_id` is updated in place, so the
+family (and its revocation) stays one; access tokens already issued keep their old claims until
+they expire (5 minutes by default). The organisation claims are recomputed at every refresh: a
+removed member's refresh fails with invalid_grant, a demoted one's carries the new role."""
 
 from __future__ import annotations
 
@@ -6,7 +12,9 @@ from sqlalchemy import select, update
 
 from idp.db import utcnow
 from idp.oauth.errors import InvalidGrant, InvalidRequest
-from idp.oauth.grants.base import TokenRequest, narrowed_scope, revoke_grant, token_response, user_tokens
+from idp.oauth.grants.base import (
+    TokenRequest, narrowed_scope, organisation_claims, revoke_grant, token_response, user_tokens,
+)
 from idp.oauth.models import Grant, RefreshToken
 from idp.security import token_hash
 
@@ -36,6 +44,21 @@ async def handle(request: TokenRequest) -> dict:
     user = await services.accounts.get(db, grant.user_id)
     if user is None:
         raise InvalidGrant("the account no longer exists")
+    # Switching organisation without signing in again: the family now speaks for the named
+    # organisation. Every check (membership, licence, that organisation's policy) runs before
+    # the token is spent, so a refusal changes nothing and the same token still works.
+    previous_org = grant.org_id
+    if "organization" in params:
+        org = await services.orgs.find(db, params["organization"])
+        if org is None or await services.orgs.membership(db, org.id, grant.user_id) is None:
+            # invalid_grant, not invalid_request: the request is well formed, but this grant
+            # (the person's authorisation) does not extend to that organisation (RFC 6749 §5.2).
+            # The same answer for an unknown organisation: nothing says whether it exists.
+            raise InvalidGrant("the person is not a member of that organisation")
+        grant.org_id = org.id
+    # Membership, licence and the organisation's policy on the grant's methods by name (an
+    # emailed code is not an authenticator app's): any refusal is invalid_grant.
+    org_claims = await organisation_claims(request, grant, scope, enforce_policy=True)
 
     # Rotate atomically: of parallel refreshes with one token, one wins; the others are replays.
     rotated = await db.execute(
@@ -48,7 +71,9 @@ async def handle(request: TokenRequest) -> dict:
 
     # OIDC Core §12.2: the refreshed ID token keeps iss, sub, aud and auth_time, has a new iat
     # and no nonce.
-    access_token, id_token = user_tokens(request, grant, user, scope, nonce=None)
+    access_token, id_token = user_tokens(request, grant, user, scope, nonce=None, org=org_claims)
+    if grant.org_id != previous_org:
+        await db.flush()  # grants.org_id: later refreshes and userinfo follow the switch
     # The new refresh token keeps the original scope, so a narrowed request can widen again later.
     refresh = services.minter.new_refresh_token(db, grant, row.scope, now)
     return token_response(access_token, services.minter.access_ttl, scope, id_token=id_token, refresh_token=refresh)
