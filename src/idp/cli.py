@@ -1,4 +1,4 @@
-"""The `idp` command: serve, migrate, clients, users, keys."""
+"""The `idp` command: serve, migrate, clients, users, keys, orgs, products."""
 
 from __future__ import annotations
 
@@ -323,4 +323,218 @@ def courier_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> 
     table = Table("state", "messages")
     for state, count in counts.items():
         table.add_row(state, str(count))
+    console.print(table)
+
+
+# ---- organisations and products (issue 4): operators act as Actor.operator() ------------------
+
+orgs_app = typer.Typer(help="Organisations: create and list them, add members and usernames, "
+                            "lock billing-contact changes.", no_args_is_help=True)
+orgs_members_app = typer.Typer(help="Members of an organisation.", no_args_is_help=True)
+orgs_usernames_app = typer.Typer(help="Organisation usernames (name@handle) with a temporary password.",
+                                 no_args_is_help=True)
+products_app = typer.Typer(help="Products: the clients they group and the roles they declare.",
+                           no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+orgs_app.add_typer(orgs_members_app, name="members")
+orgs_app.add_typer(orgs_usernames_app, name="usernames")
+app.add_typer(products_app, name="products")
+
+_LOGIN_HELP = "an account's verified email, phone number or organisation username (name@handle)"
+
+
+def _org_run(work):
+    """`_with_services(work)`, every refusal one line on stderr and exit code 1."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from idp.accounts.errors import AccountError
+    from idp.orgs.errors import OrgError, OrgNotFound
+
+    try:
+        return _with_services(work)
+    except OrgNotFound as exc:
+        _fail("not found: no such organisation (check its handle or id) or object"
+              if exc.message == "not found" else exc.message)
+    except OrgError as exc:
+        _fail(exc.message)
+    except AccountError as exc:
+        _fail(str(exc))
+    except (OperationalError, ProgrammingError, OSError):
+        _fail("cannot use the database: is it up and migrated? run `idp migrate`")
+
+
+async def _account(s, db, login: str):
+    """The account that signs in with `login`, or a one-line refusal."""
+    from idp.orgs.errors import OrgError
+
+    user = await s.accounts.find_by_login(db, login, usernames=True)
+    if user is None:
+        raise OrgError(f"no account signs in with {login!r} ({_LOGIN_HELP})")
+    return user
+
+
+def _print(shown: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for key, value in shown.items():
+            console.print(f"{key}: {value}", markup=False, highlight=False)
+
+
+@orgs_app.command("add")
+def orgs_add(
+    name: Annotated[str, typer.Option(help="the organisation's name, e.g. 'Acme Oy'")],
+    handle: Annotated[str, typer.Option(help="2-40 lower-case letters, digits and single hyphens: "
+                                             "the 'acme' of maija@acme")],
+    owner: Annotated[str, typer.Option(help=f"the owner: {_LOGIN_HELP}")],
+    business_id: Annotated[Optional[str], typer.Option(help="e.g. a Finnish Y-tunnus")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create an organisation with an existing account as its owner."""
+    from idp.audit.service import Actor
+
+    async def work(s, db):
+        person = await _account(s, db, owner)
+        org = await s.orgs.create(db, Actor.operator(), name=name, handle=handle,
+                                  business_id=business_id, owner_id=person.id)
+        return {"id": org.id, "handle": org.handle, "name": org.name,
+                "business_id": org.business_id, "owner": person.id}
+
+    _print(_org_run(work), as_json)
+
+
+@orgs_app.command("list")
+def orgs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every organisation with its owner and number of members."""
+    # A read for operators only; OrgService has no listing of every organisation (yet).
+    from sqlalchemy import func, select
+
+    from idp.orgs.models import Membership, Organisation
+
+    async def work(s, db):
+        counts = dict((await db.execute(select(Membership.org_id, func.count())
+                                        .group_by(Membership.org_id))).all())
+        owners = dict((await db.execute(select(Membership.org_id, Membership.user_id)
+                                        .where(Membership.role == "owner"))).all())
+        orgs = (await db.execute(select(Organisation).order_by(Organisation.handle))).scalars()
+        return [{"id": o.id, "handle": o.handle, "name": o.name, "business_id": o.business_id,
+                 "owner": owners.get(o.id), "members": counts.get(o.id, 0),
+                 "billing_contact_locked": bool(o.billing_contact_locked),
+                 "created_at": o.created_at.isoformat()} for o in orgs]
+
+    rows = _org_run(work)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("handle", "name", "business ID", "members", "owner", "billing locked", "id")
+    for r in rows:
+        table.add_row(r["handle"], r["name"], r["business_id"] or "", str(r["members"]), r["owner"] or "",
+                      "yes" if r["billing_contact_locked"] else "no", r["id"])
+    console.print(table)
+
+
+@orgs_members_app.command("add")
+def orgs_members_add(
+    org: Annotated[str, typer.Argument(metavar="ORG", help="the organisation's handle or id")],
+    login: Annotated[str, typer.Argument(metavar="LOGIN", help=_LOGIN_HELP)],
+    role: Annotated[str, typer.Option(help="admin, editor or member (ownership is only transferred)")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Make an existing account a member of an organisation."""
+    from idp.audit.service import Actor
+
+    async def work(s, db):
+        person = await _account(s, db, login)
+        membership = await s.orgs.members.add(db, Actor.operator(), org, person.id, role.strip().lower())
+        return {"org": org, "sub": person.id, "role": membership.role}
+
+    _print(_org_run(work), as_json)
+
+
+@orgs_usernames_app.command("add")
+def orgs_usernames_add(
+    org: Annotated[str, typer.Argument(metavar="ORG", help="the organisation's handle or id")],
+    local: Annotated[str, typer.Argument(metavar="LOCAL", help=(
+        "the part before the @: 1-64 lower-case letters, digits, dots, hyphens and underscores, "
+        "beginning and ending with a letter or digit"))],
+    name: Annotated[str, typer.Option(help="the person's name")],
+    deliver_to: Annotated[str, typer.Option(help=(
+        "an email address or mobile number to send the temporary password to (stored unverified)"))],
+    role: Annotated[str, typer.Option(help="admin, editor or member")] = "member",
+    locale: Annotated[Optional[str], typer.Option(help="the language of the message: en, fi, sv, hu")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a person who signs in as LOCAL@HANDLE, a member of ORG with --role, and send them a
+    temporary password (never printed here) that must be changed at the first sign-in."""
+    from idp.accounts.temporary import masked
+    from idp.audit.service import Actor
+
+    async def work(s, db):
+        user, username = await s.org_usernames.create(
+            db, Actor.operator(), org, local, name=name, deliver_to=deliver_to,
+            role=role.strip().lower(), locale=locale)
+        return {"username": username, "sub": user.id, "role": role.strip().lower(),
+                "temporary_password_sent_to": masked(s.org_usernames.parse_destination(deliver_to)[1])}
+
+    _print(_org_run(work), as_json)
+
+
+@orgs_app.command("billing-lock")
+def orgs_billing_lock(
+    org: Annotated[str, typer.Argument(metavar="ORG", help="the organisation's handle or id")],
+    locked: Annotated[Optional[bool], typer.Option(
+        "--on/--off", help="refuse billing-contact changes (e.g. unpaid invoices), or allow them again")] = None,
+) -> None:
+    """Lock or unlock changes of the organisation's billing contact."""
+    from idp.audit.service import Actor
+
+    if locked is None:
+        _fail("say --on (lock billing-contact changes) or --off (allow them)")
+
+    async def work(s, db):
+        await s.contacts.set_billing_lock(db, Actor.operator(), org, locked)
+
+    _org_run(work)
+    console.print(f"billing-contact changes of {org} are {'locked' if locked else 'allowed'}")
+
+
+@products_app.command("add")
+def products_add(
+    handle: Annotated[str, typer.Option(help="2-40 lower-case letters, digits and single hyphens")],
+    name: Annotated[str, typer.Option(help="the product's name")],
+    roles: Annotated[str, typer.Option(help="the product's roles, highest first, comma-separated: "
+                                            "owner,admin,user,viewer")],
+    client: Annotated[Optional[list[str]], typer.Option(help="a client_id of the product (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Create a product: its own role set, and the clients whose sign-in then needs a licence."""
+    from idp.audit.service import Actor
+
+    async def work(s, db):
+        product = await s.products.create(db, Actor.operator(), handle, name,
+                                          [r for r in roles.split(",") if r.strip()], client or [])
+        return {"id": product.id, "handle": product.handle, "name": product.name,
+                "roles": product.roles, "clients": list(client or [])}
+
+    _print(_org_run(work), as_json)
+
+
+@products_app.command("list")
+def products_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every product with its roles and clients."""
+    async def work(s, db):
+        clients: dict[str, list[str]] = {}
+        for c in sorted(await s.clients.list(db), key=lambda c: c.client_id):
+            if c.product_id:
+                clients.setdefault(c.product_id, []).append(c.client_id)
+        return [{"id": p.id, "handle": p.handle, "name": p.name, "roles": list(p.roles),
+                 "clients": clients.get(p.id, [])} for p in await s.products.list(db)]
+
+    rows = _org_run(work)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table("handle", "name", "roles", "clients", "id")
+    for r in rows:
+        table.add_row(r["handle"], r["name"], ", ".join(r["roles"]), "\n".join(r["clients"]), r["id"])
     console.print(table)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +37,26 @@ class IdentifierTaken(AccountError):
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
+
+
+# An organisation username (orgs/usernames.py, seed 004): `maija@acme`, a local part scoped to an
+# organisation's handle. The local part is 1-64 lower-case letters, digits, dots, hyphens and
+# underscores, beginning and ending with a letter or digit; the handle is the organisation's
+# (orgs/service.py HANDLE: lower-case letters, digits and single hyphens, 2-40, never a dot).
+USERNAME_LOCAL = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?")
+USERNAME = re.compile(rf"(?P<local>{USERNAME_LOCAL.pattern})@(?P<handle>[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){{1,39}})")
+
+
+def login_kind(typed: str) -> str:
+    """How a typed login reads: "phone" without an "@"; "username" when the part after the last
+    "@" has no dot (`maija@acme`: handles never contain one, and an email address that can be
+    delivered on the internet always has one); otherwise "email". A dotless address such as
+    `root@localhost` therefore reads as a username; `find_by_login` still finds an account whose
+    verified email it is (the CLI can create one), a username of the same value first."""
+    typed = (typed or "").strip()
+    if "@" not in typed:
+        return "phone"
+    return "email" if "." in typed.rpartition("@")[2] else "username"
 
 
 def _name_parts(name: str | None) -> dict:
@@ -98,8 +120,11 @@ class AccountService:
             raise IdentifierTaken(kind) from None
         return user
 
+    login_kind = staticmethod(login_kind)  # "email", "phone" or "username"
+
     def normalise_identifier(self, kind: str, typed: str) -> str:
-        """The stored form of an identifier (lower-cased email, E.164 phone); else AccountError."""
+        """The stored form of an identifier (lower-cased email, E.164 phone, lower-cased
+        organisation username `maija@acme`); else AccountError."""
         if kind == "email":
             email = normalise_email(typed)
             if "@" not in email or len(email) > 320:
@@ -112,6 +137,11 @@ class AccountService:
                 return self.phones.normalise(typed)
             except PhoneNumberError:
                 raise AccountError("not a valid phone number") from None
+        if kind == "username":
+            username = (typed or "").strip().lower()
+            if not USERNAME.fullmatch(username):
+                raise AccountError("not an organisation username")
+            return username
         raise AccountError(f"unknown identifier kind {kind!r}")
 
     async def add_identifier(self, db: AsyncSession, user: User, kind: str, value: str,
@@ -148,30 +178,42 @@ class AccountService:
         query = select(Identifier).where(Identifier.user_id == user.id).order_by(Identifier.created_at)
         return list((await db.execute(query)).scalars())
 
-    async def find_by_login(self, db: AsyncSession, typed: str) -> User | None:
-        """The account whose VERIFIED email or phone number is `typed`, or None.
+    async def find_by_login(self, db: AsyncSession, typed: str, *, usernames: bool = False) -> User | None:
+        """The account whose VERIFIED email or phone number is `typed`, or None; with
+        `usernames=True` also the account whose organisation username (`maija@acme`) it is.
 
         An email is matched case-insensitively; anything without an "@" is read as a phone number
         in national or international form (the configured default region). Text that is neither
         finds nobody, and is never an error: the login page must answer every input alike.
+
+        Usernames are for signing in with a password (`authenticate_password` asks for them), and
+        are off by default because the other callers send a code TO what was typed (a sign-in
+        code, a password reset): a username is no address, and must not be mailed to. A dotless
+        input (`login_kind` "username") is looked up as a username first, then as an email.
         """
         typed = (typed or "").strip()
-        if not typed:
+        if not typed or "\x00" in typed:
             return None
         if "@" in typed:
-            kind, value = "email", normalise_email(typed)
+            value = normalise_email(typed)
             if len(value) > 320:
                 return None
+            kinds = ["email"]
+            if usernames and login_kind(value) == "username" and USERNAME.fullmatch(value):
+                kinds = ["username", "email"]
         else:
             if self.phones is None:
                 return None
             try:
-                kind, value = "phone", self.phones.normalise(typed)
+                kinds, value = ["phone"], self.phones.normalise(typed)
             except PhoneNumberError:
                 return None
-        query = (select(User).join(Identifier, Identifier.user_id == User.id)
-                 .where(Identifier.kind == kind, Identifier.value == value, Identifier.verified.is_(True)))
-        return (await db.execute(query)).scalar_one_or_none()
+        query = (select(User, Identifier.kind).join(Identifier, Identifier.user_id == User.id)
+                 .where(Identifier.kind.in_(kinds), Identifier.value == value,
+                        Identifier.verified.is_(True)))
+        # At most one verified row per kind (the partial unique index); a username wins.
+        found = {kind: user for user, kind in (await db.execute(query)).all()}
+        return next((found[kind] for kind in kinds if kind in found), None)
 
     async def find_by_email(self, db: AsyncSession, email: str) -> User | None:
         return (await db.execute(select(User).where(User.email == normalise_email(email)))).scalar_one_or_none()
@@ -181,8 +223,8 @@ class AccountService:
 
     async def authenticate_password(self, db: AsyncSession, login: str, password: str) -> User | None:
         """The account if the password matches. Unknown logins spend the same hash time."""
-        # Email or phone number, through verified identifiers only.
-        user = await self.find_by_login(db, login)
+        # Email, phone number or organisation username, through verified identifiers only.
+        user = await self.find_by_login(db, login, usernames=True)
         # Hashes are of the NFKC form (password_policy.py), whatever the keyboard sent.
         password = normalise_password(password)
         ok = await self.hasher.verify(user.password_hash if user else None, password)

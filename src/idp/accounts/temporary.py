@@ -116,11 +116,17 @@ class TemporaryPasswordService:
         return found
 
     async def set(self, db: AsyncSession, user: User, *, via: Via, password: str | None = None,
-                  locale: str | None = None) -> str:
+                  locale: str | None = None, to: str | None = None,
+                  kind: str = "temporary_password", params: dict | None = None) -> str:
         """Give the account a temporary password (generated unless `password` is given, which must
         pass the policy) and send it; returns the password. Raises NoVerifiedDestination or
-        PasswordRejected before anything is changed."""
-        destination = await self.destination(db, user, via)
+        PasswordRejected before anything is changed.
+
+        `to` (an email address for via=email, an E.164 number for via=sms, normalised by the
+        caller) sends it there instead of to a verified destination: only for a caller that
+        vouches for the address, an organisation admin creating a username (orgs/usernames.py).
+        `kind` and `params` pick another courier message that also carries the password."""
+        destination = to if to is not None else await self.destination(db, user, via)
         identifiers = await self._identifiers(db, user)
         if password is None:
             password = self.new_password(identifiers)
@@ -135,8 +141,8 @@ class TemporaryPasswordService:
         # Whole hours, rounded down (a TTL under an hour, only ever set for tests, says one hour).
         hours = max(1, math.floor(self.ttl.total_seconds() / 3600))
         await self.s.courier.enqueue(
-            db, channel=via, recipient=destination, kind="temporary_password",
-            locale=locale or user.locale, params={"password": password, "hours": hours})
+            db, channel=via, recipient=destination, kind=kind,
+            locale=locale or user.locale, params={**(params or {}), "password": password, "hours": hours})
         await db.flush()
         return password
 
