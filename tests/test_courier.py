@@ -277,6 +277,17 @@ def test_every_kind_has_a_text_in_every_language_that_warns_it_is_not_a_password
 
 
 NOTICE_PARAMS = {"temporary_password": {"password": "7K3M-Q9XD-2RFA-W8NP", "hours": 24}}
+# Organisation links (orgs/invitations.py, orgs/ownership.py).
+NOTICE_PARAMS["org_invitation"] = NOTICE_PARAMS["ownership_offer"] = {
+    "org": "Acme Oy", "url": "https://idp.example/orgs/invitations/idpinv_x", "expires": "2030-01-31 12:00 UTC"}
+# Organisation usernames (orgs/usernames.py).
+NOTICE_PARAMS["org_username"] = {"organisation": "Acme Oy", "username": "maija.meikalainen@acme-oy",
+                                 "password": "7K3M-Q9XD-2RFA-W8NP", "hours": 168}
+
+# Contact-change requests (orgs/contacts.py): the same sample values that module's tests use.
+from tests.test_org_contacts import CONTACT_NOTICE_PARAMS  # noqa: E402
+
+NOTICE_PARAMS |= CONTACT_NOTICE_PARAMS
 
 
 def test_every_notice_has_a_subject_a_body_and_an_sms_in_every_language():

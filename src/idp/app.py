@@ -20,6 +20,9 @@ from idp.services import Services
 from idp.settings import Settings, get_settings
 from idp.ui.login import router as login_router
 from idp.ui.account import router as account_router
+from idp.ui.org_contact_links import router as org_contact_links_router
+from idp.ui.org_links import router as org_links_router
+from idp.ui.orgs import router as orgs_router
 from idp.ui.recovery import router as recovery_router
 from idp.ui.registration import router as registration_router
 from idp.ui.routes import router as ui_router
@@ -27,7 +30,7 @@ from idp.ui import i18n
 from idp.ui.web import error_page
 
 log = logging.getLogger("idp")
-PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo", "/account", "/register", "/reset")
+PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo", "/account", "/register", "/reset", "/orgs")
 
 
 COURIER_STOP_GRACE = 10.0  # seconds a round in progress may finish at shutdown before it is cancelled
@@ -70,6 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ui_router)
     app.include_router(recovery_router)
     app.include_router(account_router)
+    app.include_router(org_contact_links_router)  # before orgs_router: /orgs/{ref} would shadow it
+    app.include_router(org_links_router)  # invitation and ownership-offer links; before orgs_router too
+    app.include_router(orgs_router)
     app.include_router(registration_router)
     if settings.demo:
         from idp.demo import router as demo_router

@@ -118,7 +118,15 @@ class Services:
         from idp.audit.service import AuditLog
         from idp.orgs.service import OrgService
         self.audit = AuditLog()
-        self.orgs = OrgService(self)
+        self.orgs = OrgService(self, derive_key(kek, "org-links"))  # + members, invitations, ownership
+        from idp.orgs.policy import OrgPolicyService  # sign-in policies and the floor (orgs/policy.py)
+        self.org_policies = OrgPolicyService(self)
+        from idp.orgs.products import ProductService  # products and their licences (orgs/products.py)
+        self.products = ProductService(self)
+        from idp.orgs.usernames import UsernameService  # maija@acme usernames (orgs/usernames.py)
+        self.org_usernames = UsernameService(self)
+        from idp.orgs.contacts import ContactService  # contacts and their change requests (orgs/contacts.py)
+        self.contacts = ContactService(self, derive_key(kek, "contact-request"))
         from idp.flows.recovery import RecoveryService
         self.recovery = RecoveryService(self, derive_key(kek, "password-reset"))
         from idp.flows.registration import RegistrationService

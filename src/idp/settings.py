@@ -30,7 +30,8 @@ class Settings(BaseSettings):
 
     # Lifetimes in seconds.
     code_ttl: int = Field(60, le=600)  # RFC 6749 §4.1.2: at most 10 minutes; we use 60 s
-    access_token_ttl: int = 600
+    # Short, so that a member removed or demoted in an organisation loses the old claims quickly.
+    access_token_ttl: int = 300
     id_token_ttl: int = 600
     refresh_token_ttl: int = 30 * 24 * 3600
     session_ttl: int = 12 * 3600
@@ -148,6 +149,28 @@ class Settings(BaseSettings):
     # run it at once, the claim is atomic). false: run `idp courier run` as its own process instead.
     courier_in_process: bool = True
     courier_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due messages
+
+    # ---- Organisations (orgs/) --------------------------------------------------------------------
+    # How long an emailed invitation link and an ownership-transfer offer stay valid.
+    invitation_ttl: int = Field(7 * 24 * 3600, ge=60)
+    ownership_offer_ttl: int = Field(7 * 24 * 3600, ge=60)
+    # How long a contact-change request (both contacts confirm by emailed links) stays open.
+    contact_request_ttl: int = Field(7 * 24 * 3600, ge=300)
+    # The platform floor of every organisation's sign-in policy (orgs/policy.py): no policy goes
+    # below it. An update asking for something looser is refused; a stored policy that the floor
+    # has since overtaken is tightened when it is read (`OrgPolicyService.effective`).
+    # true: every organisation requires a second factor of its members.
+    org_policy_floor_require_second_factor: bool = False
+    # No organisation may let a session live longer than this many seconds (null: no cap).
+    org_policy_floor_max_session_age: int | None = Field(None, ge=300)
+    # The second factors organisations may allow, a JSON list:
+    # IDP_ORG_POLICY_FLOOR_ALLOWED_FACTORS='["totp", "email"]'
+    org_policy_floor_allowed_factors: tuple[Literal["totp", "sms", "email"], ...] = Field(
+        ("totp", "sms", "email"), min_length=1)
+    # false: no organisation may allow sign-in by phone number and SMS code alone.
+    org_policy_floor_phone_code_sign_in: bool = True
+    # The highest organisation role a phone-code session may carry, whatever a policy says.
+    org_policy_floor_phone_code_max_role: Literal["owner", "admin", "editor", "member"] = "owner"
 
     @field_validator("sms_allowed_country_codes", "sms_resend_delays", mode="before")
     @classmethod

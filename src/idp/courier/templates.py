@@ -238,6 +238,241 @@ for _kind, _texts in _SECURITY_CHANGES.items():
 # The values a notice cannot be rendered without.
 _NOTICE_PARAMS: dict[str, tuple[str, ...]] = {"temporary_password": ("password", "hours")}
 
+# ---- organisation usernames (orgs/usernames.py, seed 004) ----------------------------------------
+# A username an organisation's admin created, and its temporary password: the person learns both.
+_NOTICES["org_username"] = {
+    "en": ("Your new username and temporary password",
+           ("An administrator of {organisation} has created a username for you.\n\n"
+            "    Username:  {username}\n    Temporary password:  {password}\n\n"
+            "The password works once, for {duration}, and you must choose a new password when you "
+            "sign in with it.\n\nNever tell the password to anyone, even someone who says they are "
+            "from us.\nIf you did not expect this message, contact us.\n"),
+           "{organisation} created the username {username} for you. Temporary password: "
+           "{password}. It works once, for {duration}; change it when you sign in. Never give it "
+           "to anyone."),
+    "fi": ("Uusi käyttäjätunnuksesi ja väliaikainen salasana",
+           ("Organisaation {organisation} ylläpitäjä on luonut sinulle käyttäjätunnuksen.\n\n"
+            "    Käyttäjätunnus:  {username}\n    Väliaikainen salasana:  {password}\n\n"
+            "Salasana toimii kerran ja on voimassa {duration} ajan. Sinun on valittava uusi "
+            "salasana, kun kirjaudut sillä sisään.\n\nÄlä koskaan kerro salasanaa kenellekään, "
+            "vaikka hän sanoisi olevansa meiltä.\nJos et odottanut tätä viestiä, ota meihin "
+            "yhteyttä.\n"),
+           "Organisaatio {organisation} loi sinulle käyttäjätunnuksen {username}. Väliaikainen "
+           "salasana: {password}. Se toimii kerran, {duration} ajan, ja se on vaihdettava "
+           "kirjautuessa. Älä anna sitä kenellekään."),
+    "sv": ("Ditt nya användarnamn och tillfälliga lösenord",
+           ("En administratör för {organisation} har skapat ett användarnamn åt dig.\n\n"
+            "    Användarnamn:  {username}\n    Tillfälligt lösenord:  {password}\n\n"
+            "Lösenordet kan användas en gång och gäller i {duration}. Du måste välja ett nytt "
+            "lösenord när du loggar in med det.\n\nGe aldrig lösenordet till någon, inte ens till "
+            "någon som säger att hen ringer från oss.\nOm du inte väntade dig det här meddelandet, "
+            "kontakta oss.\n"),
+           "{organisation} har skapat användarnamnet {username} åt dig. Tillfälligt lösenord: "
+           "{password}. Det kan användas en gång och gäller i {duration}. Byt det när du loggar "
+           "in. Ge det aldrig till någon."),
+    "hu": ("Új felhasználóneve és ideiglenes jelszava",
+           ("A(z) {organisation} szervezet egyik rendszergazdája felhasználónevet hozott létre "
+            "Önnek.\n\n    Felhasználónév:  {username}\n    Ideiglenes jelszó:  {password}\n\n"
+            "A jelszó egyszer használható, {duration} át érvényes, és az első bejelentkezéskor új "
+            "jelszót kell választania.\n\nSoha ne árulja el a jelszót senkinek, akkor sem, ha "
+            "valaki a nevünkben kéri.\nHa nem számított erre az üzenetre, lépjen kapcsolatba "
+            "velünk.\n"),
+           "A(z) {organisation} szervezet létrehozta Önnek a(z) {username} felhasználónevet. "
+           "Ideiglenes jelszó: {password}. Egyszer használható, {duration} át érvényes, és "
+           "bejelentkezéskor meg kell változtatnia. Soha ne adja meg senkinek."),
+}
+_NOTICE_PARAMS["org_username"] = ("organisation", "username", "password", "hours")
+
+# ---- organisation invitations and ownership offers (orgs/invitations.py, orgs/ownership.py) ------
+# A single-use link: {org} the organisation's name, {url} the link, {expires} "2025-06-30 14:05 UTC".
+_NOTICES["org_invitation"] = {
+    "en": ("An invitation to join an organisation",
+           ("You have been invited to join {org}.\n\nOpen this link to see the invitation and accept "
+            "it:\n\n    {url}\n\nThe link works once, until {expires}. To accept, sign in (or create "
+            "an account) with this email address.\n\nIf you did not expect this invitation, you can "
+            "ignore this message.\n"),
+           "You have been invited to join {org}: {url} (valid until {expires})"),
+    "fi": ("Kutsu liittyä organisaatioon",
+           ("Sinut on kutsuttu organisaatioon {org}.\n\nAvaa tämä linkki nähdäksesi kutsun ja "
+            "hyväksyäksesi sen:\n\n    {url}\n\nLinkki toimii kerran, ja se on voimassa {expires} "
+            "asti. Hyväksy kutsu kirjautumalla sisään (tai luomalla tili) tällä "
+            "sähköpostiosoitteella.\n\nJos et odottanut tätä kutsua, voit jättää viestin "
+            "huomiotta.\n"),
+           "Sinut on kutsuttu organisaatioon {org}: {url} (voimassa {expires} asti)"),
+    "sv": ("En inbjudan att gå med i en organisation",
+           ("Du har bjudits in till {org}.\n\nÖppna den här länken för att se inbjudan och tacka "
+            "ja:\n\n    {url}\n\nLänken kan användas en gång och gäller till {expires}. Logga in "
+            "(eller skapa ett konto) med den här e-postadressen för att tacka ja.\n\nOm du inte "
+            "väntade dig den här inbjudan kan du bortse från meddelandet.\n"),
+           "Du har bjudits in till {org}: {url} (gäller till {expires})"),
+    "hu": ("Meghívás egy szervezetbe",
+           ("Meghívást kapott a(z) {org} szervezetbe.\n\nA meghívó megtekintéséhez és "
+            "elfogadásához nyissa meg ezt a linket:\n\n    {url}\n\nA link egyszer használható, "
+            "és eddig érvényes: {expires}. Az elfogadáshoz jelentkezzen be ezzel az e-mail-címmel "
+            "(vagy hozzon létre vele fiókot).\n\nHa nem számított erre a meghívásra, hagyja "
+            "figyelmen kívül ezt az üzenetet.\n"),
+           "Meghívást kapott a(z) {org} szervezetbe: {url} (érvényes eddig: {expires})"),
+}
+_NOTICES["ownership_offer"] = {
+    "en": ("You are offered the ownership of an organisation",
+           ("The owner of {org} offers you the ownership of the organisation.\n\nIf you accept, "
+            "you become the owner and the current owner becomes an administrator. Open this link "
+            "to see the offer and accept it:\n\n    {url}\n\nThe link works once, until "
+            "{expires}. You can also accept the offer on the organisation's pages when signed "
+            "in.\n\nIf you did not expect this offer, you can ignore this message.\n"),
+           "You are offered the ownership of {org}: {url} (valid until {expires})"),
+    "fi": ("Sinulle tarjotaan organisaation omistajuutta",
+           ("Organisaation {org} omistaja tarjoaa sinulle organisaation omistajuutta.\n\nJos "
+            "hyväksyt, sinusta tulee omistaja ja nykyisestä omistajasta ylläpitäjä. Avaa tämä "
+            "linkki nähdäksesi tarjouksen ja hyväksyäksesi sen:\n\n    {url}\n\nLinkki toimii "
+            "kerran, ja se on voimassa {expires} asti. Voit hyväksyä tarjouksen myös organisaation "
+            "sivuilla kirjauduttuasi sisään.\n\nJos et odottanut tätä tarjousta, voit jättää "
+            "viestin huomiotta.\n"),
+           "Sinulle tarjotaan organisaation {org} omistajuutta: {url} (voimassa {expires} asti)"),
+    "sv": ("Du erbjuds att bli ägare till en organisation",
+           ("Ägaren till {org} erbjuder dig att ta över ägarskapet för organisationen.\n\nOm du "
+            "tackar ja blir du ägare och den nuvarande ägaren blir administratör. Öppna den här "
+            "länken för att se erbjudandet och tacka ja:\n\n    {url}\n\nLänken kan användas en "
+            "gång och gäller till {expires}. Du kan också tacka ja på organisationens sidor när du "
+            "är inloggad.\n\nOm du inte väntade dig det här erbjudandet kan du bortse från "
+            "meddelandet.\n"),
+           "Du erbjuds ägarskapet för {org}: {url} (gäller till {expires})"),
+    "hu": ("Felajánlották Önnek egy szervezet tulajdonjogát",
+           ("A(z) {org} szervezet tulajdonosa felajánlja Önnek a szervezet tulajdonjogát.\n\nHa "
+            "elfogadja, Ön lesz a tulajdonos, a jelenlegi tulajdonos pedig adminisztrátor lesz. "
+            "Az ajánlat megtekintéséhez és elfogadásához nyissa meg ezt a linket:\n\n    {url}\n\n"
+            "A link egyszer használható, és eddig érvényes: {expires}. Az ajánlatot bejelentkezés "
+            "után a szervezet oldalain is elfogadhatja.\n\nHa nem számított erre az ajánlatra, "
+            "hagyja figyelmen kívül ezt az üzenetet.\n"),
+           "Felajánlották Önnek a(z) {org} szervezet tulajdonjogát: {url} (érvényes eddig: {expires})"),
+}
+_NOTICE_PARAMS["org_invitation"] = _NOTICE_PARAMS["ownership_offer"] = ("org", "url", "expires")
+
+
+# ---- organisation contacts (orgs/contacts.py, seed 002) ------------------------------------------
+# A contact-change request with the personal link, the notice that a contact changed, and the
+# notice that a request was refused. The sender localises the role and the "nobody" words with
+# CONTACT_WORDS (the values are names and addresses, never translated).
+CONTACT_WORDS: dict[str, dict[str, str]] = {
+    "en": {"admin": "administrative contact", "technical": "technical contact",
+           "billing": "billing contact", "none": "(none)", "administrator": "An administrator of the service"},
+    "fi": {"admin": "hallinnollinen yhteyshenkilö", "technical": "tekninen yhteyshenkilö",
+           "billing": "laskutusyhteyshenkilö", "none": "(ei ketään)", "administrator": "Palvelun ylläpitäjä"},
+    "sv": {"admin": "administrativ kontaktperson", "technical": "teknisk kontaktperson",
+           "billing": "kontaktperson för fakturering", "none": "(ingen)",
+           "administrator": "En administratör för tjänsten"},
+    "hu": {"admin": "adminisztratív kapcsolattartó", "technical": "műszaki kapcsolattartó",
+           "billing": "számlázási kapcsolattartó", "none": "(nincs)",
+           "administrator": "A szolgáltatás egyik rendszergazdája"},
+}
+_NOTICES["contact_change_request"] = {
+    "en": ("Confirm a change of organisation contact",
+           ("{requester} has asked to change a contact of an organisation:\n\n"
+            "    Organisation:  {org}\n    Role:  {contact_kind}\n    Current contact:  {old}\n"
+            "    New contact:  {new}\n\n"
+            "The change takes effect only when both the current and the new contact have confirmed "
+            "it. Open this link to see the request and to confirm or refuse it:\n\n    {link}\n\n"
+            "The link is personal: do not forward it. It works once and is valid until {until}.\n"
+            "If you do not know about this request, refuse it or ignore this message: nothing "
+            "changes without your confirmation.\n"),
+           "{requester} asked to change the {contact_kind} of {org}. Confirm or refuse: {link}"),
+    "fi": ("Vahvista organisaation yhteyshenkilön vaihto",
+           ("{requester} on pyytänyt vaihtamaan organisaation yhteyshenkilön:\n\n"
+            "    Organisaatio:  {org}\n    Rooli:  {contact_kind}\n    Nykyinen yhteyshenkilö:  {old}\n"
+            "    Uusi yhteyshenkilö:  {new}\n\n"
+            "Vaihto tulee voimaan vasta, kun sekä nykyinen että uusi yhteyshenkilö ovat vahvistaneet "
+            "sen. Avaa tämä linkki nähdäksesi pyynnön ja vahvistaaksesi tai hylätäksesi sen:\n\n"
+            "    {link}\n\n"
+            "Linkki on henkilökohtainen: älä välitä sitä eteenpäin. Se toimii kerran ja on voimassa "
+            "{until} asti.\nJos et tiedä tästä pyynnöstä, hylkää se tai jätä tämä viesti huomiotta: "
+            "mikään ei muutu ilman vahvistustasi.\n"),
+           "{requester} pyysi vaihtamaan organisaation {org} yhteyshenkilön ({contact_kind}). "
+           "Vahvista tai hylkää: {link}"),
+    "sv": ("Bekräfta ett byte av kontaktperson för en organisation",
+           ("{requester} har bett om att byta en kontaktperson för en organisation:\n\n"
+            "    Organisation:  {org}\n    Roll:  {contact_kind}\n    Nuvarande kontaktperson:  {old}\n"
+            "    Ny kontaktperson:  {new}\n\n"
+            "Bytet träder i kraft först när både den nuvarande och den nya kontaktpersonen har "
+            "bekräftat det. Öppna den här länken för att se begäran och bekräfta eller avvisa "
+            "den:\n\n    {link}\n\n"
+            "Länken är personlig: vidarebefordra den inte. Den fungerar en gång och gäller till "
+            "{until}.\nOm du inte känner till den här begäran kan du avvisa den eller bortse från "
+            "meddelandet: ingenting ändras utan din bekräftelse.\n"),
+           "{requester} bad om att byta kontaktperson ({contact_kind}) för {org}. Bekräfta eller "
+           "avvisa: {link}"),
+    "hu": ("Erősítse meg a szervezet kapcsolattartójának cseréjét",
+           ("{requester} kérte egy szervezet kapcsolattartójának cseréjét:\n\n"
+            "    Szervezet:  {org}\n    Szerepkör:  {contact_kind}\n    Jelenlegi kapcsolattartó:  {old}\n"
+            "    Új kapcsolattartó:  {new}\n\n"
+            "A csere csak akkor lép életbe, ha a jelenlegi és az új kapcsolattartó is megerősítette. "
+            "A kérés megtekintéséhez, megerősítéséhez vagy elutasításához nyissa meg ezt a "
+            "hivatkozást:\n\n    {link}\n\n"
+            "A hivatkozás személyes: ne továbbítsa senkinek. Egyszer használható, és {until} "
+            "időpontig érvényes.\nHa nem tud erről a kérésről, utasítsa el, vagy hagyja figyelmen "
+            "kívül ezt az üzenetet: az Ön megerősítése nélkül semmi sem változik.\n"),
+           "{requester} kérte a(z) {org} szervezet kapcsolattartójának ({contact_kind}) cseréjét. "
+           "Megerősítés vagy elutasítás: {link}"),
+}
+_NOTICES["contact_changed"] = {
+    "en": ("An organisation contact was changed",
+           ("A contact of an organisation has changed:\n\n"
+            "    Organisation:  {org}\n    Role:  {contact_kind}\n    Previous contact:  {old}\n"
+            "    New contact:  {new}\n\n"
+            "If you did not expect this change, contact the organisation's administrators or us.\n"),
+           "The {contact_kind} of {org} is now {new}."),
+    "fi": ("Organisaation yhteyshenkilö vaihtui",
+           ("Organisaation yhteyshenkilö on vaihtunut:\n\n"
+            "    Organisaatio:  {org}\n    Rooli:  {contact_kind}\n    Aiempi yhteyshenkilö:  {old}\n"
+            "    Uusi yhteyshenkilö:  {new}\n\n"
+            "Jos et odottanut tätä muutosta, ota yhteyttä organisaation ylläpitäjiin tai meihin.\n"),
+           "Organisaation {org} yhteyshenkilö ({contact_kind}) on nyt {new}."),
+    "sv": ("En kontaktperson för en organisation har bytts",
+           ("En kontaktperson för en organisation har bytts:\n\n"
+            "    Organisation:  {org}\n    Roll:  {contact_kind}\n    Tidigare kontaktperson:  {old}\n"
+            "    Ny kontaktperson:  {new}\n\n"
+            "Om du inte väntade dig den här ändringen, kontakta organisationens administratörer "
+            "eller oss.\n"),
+           "Kontaktpersonen ({contact_kind}) för {org} är nu {new}."),
+    "hu": ("Megváltozott a szervezet kapcsolattartója",
+           ("Egy szervezet kapcsolattartója megváltozott:\n\n"
+            "    Szervezet:  {org}\n    Szerepkör:  {contact_kind}\n    Korábbi kapcsolattartó:  {old}\n"
+            "    Új kapcsolattartó:  {new}\n\n"
+            "Ha nem számított erre a változásra, lépjen kapcsolatba a szervezet rendszergazdáival "
+            "vagy velünk.\n"),
+           "A(z) {org} szervezet kapcsolattartója ({contact_kind}) mostantól: {new}."),
+}
+_NOTICES["contact_change_refused"] = {
+    "en": ("A contact change was refused",
+           ("The request to change a contact of an organisation was refused, so nothing changed:\n\n"
+            "    Organisation:  {org}\n    Role:  {contact_kind}\n    Current contact:  {old}\n"
+            "    Proposed new contact:  {new}\n    Refused by:  {by}\n\n"
+            "If the change is still wanted, a new request can be made.\n"),
+           "The request to change the {contact_kind} of {org} was refused by {by}."),
+    "fi": ("Yhteyshenkilön vaihto hylättiin",
+           ("Pyyntö vaihtaa organisaation yhteyshenkilö hylättiin, joten mitään ei muutettu:\n\n"
+            "    Organisaatio:  {org}\n    Rooli:  {contact_kind}\n    Nykyinen yhteyshenkilö:  {old}\n"
+            "    Ehdotettu uusi yhteyshenkilö:  {new}\n    Hylkäsi:  {by}\n\n"
+            "Jos vaihto on yhä tarpeen, siitä voi tehdä uuden pyynnön.\n"),
+           "Pyyntö vaihtaa organisaation {org} yhteyshenkilö ({contact_kind}) hylättiin. Hylkäsi: {by}."),
+    "sv": ("Ett byte av kontaktperson avvisades",
+           ("Begäran om att byta en kontaktperson för en organisation avvisades, så ingenting har "
+            "ändrats:\n\n"
+            "    Organisation:  {org}\n    Roll:  {contact_kind}\n    Nuvarande kontaktperson:  {old}\n"
+            "    Föreslagen ny kontaktperson:  {new}\n    Avvisad av:  {by}\n\n"
+            "Om bytet fortfarande behövs kan en ny begäran göras.\n"),
+           "Begäran om att byta kontaktperson ({contact_kind}) för {org} avvisades av {by}."),
+    "hu": ("Elutasították a kapcsolattartó cseréjét",
+           ("Egy szervezet kapcsolattartójának cseréjére vonatkozó kérést elutasították, így semmi "
+            "sem változott:\n\n"
+            "    Szervezet:  {org}\n    Szerepkör:  {contact_kind}\n    Jelenlegi kapcsolattartó:  {old}\n"
+            "    Javasolt új kapcsolattartó:  {new}\n    Elutasította:  {by}\n\n"
+            "Ha a cserére továbbra is szükség van, új kérés indítható.\n"),
+           "A(z) {org} szervezet kapcsolattartójának ({contact_kind}) cseréjét elutasította: {by}."),
+}
+_NOTICE_PARAMS["contact_change_request"] = ("requester", "org", "contact_kind", "old", "new", "link", "until")
+_NOTICE_PARAMS["contact_changed"] = ("org", "contact_kind", "old", "new")
+_NOTICE_PARAMS["contact_change_refused"] = ("org", "contact_kind", "old", "new", "by")
+# ---- end of organisation contacts ------------------------------------------------------------------
 
 def _duration(locale: str, hours: int) -> str:
     """"24 hours", "1 timme": the form the notice sentence needs (Finnish "{n} tunnin ajan" and

@@ -22,6 +22,8 @@ SCOPE_TEXTS = {
     "profile": N_("See your name and profile"),
     "email": N_("See your email address"),
     "offline_access": N_("Keep access when you are not using it"),
+    "organization": N_("Know which organisation you act for and your roles there"),
+    "organization:*": N_("See every organisation you belong to"),
 }
 
 
