@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Runs the suite on SQLite, then on PostgreSQL. On CI (CI=true) PostgreSQL is mandatory: a run
-# that silently skipped it would prove nothing about production.
+# Runs the suite on SQLite and on PostgreSQL, side by side (two processes; much of the suite
+# waits on I/O). On CI (CI=true) PostgreSQL is mandatory: a run that silently skipped it would
+# prove nothing about production.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-# Rate-limit tests run against this Redis (with CI=true an unreachable one fails them).
-export IDP_TEST_REDIS_URL=${IDP_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}
+# Rate-limit tests run against this Redis (with CI=true an unreachable one fails them); each run
+# has a database of its own there, so the two never count each other's requests.
+REDIS=${IDP_TEST_REDIS_URL:-redis://127.0.0.1:6379/14}
 PG_URL=${PG_URL:-postgresql+asyncpg://postgres@127.0.0.1:5432/test}
+LOGS=$(mktemp -d)
+trap 'rm -rf "$LOGS"' EXIT
 
-echo "== SQLite =="
-$BIN/pytest -q -p no:cacheprovider
-sqlite_rc=$?
+IDP_TEST_REDIS_URL="$REDIS" $BIN/pytest -q -p no:cacheprovider >"$LOGS/sqlite" 2>&1 &
+sqlite_pid=$!
 
-echo "== PostgreSQL ($PG_URL) =="
+pg_pid=""
 if $BIN/python - "$PG_URL" <<'PY'
 import asyncio, sys
 import asyncpg
@@ -27,15 +30,30 @@ except Exception as exc:
     sys.exit(1)
 PY
 then
-  # The browser tests start their own server on SQLite; they ran above.
-  IDP_TEST_DATABASE_URL="$PG_URL" $BIN/pytest -q -p no:cacheprovider --ignore=tests/browser
-  pg_rc=$?
+  # The browser tests start their own server on SQLite, and the organisation CLI tests always
+  # use a SQLite file of their own: both run in the SQLite run only.
+  IDP_TEST_DATABASE_URL="$PG_URL" IDP_TEST_REDIS_URL="${REDIS%/*}/15" \
+    $BIN/pytest -q -p no:cacheprovider --ignore=tests/browser --ignore=tests/test_org_cli.py \
+    >"$LOGS/postgres" 2>&1 &
+  pg_pid=$!
+  pg_rc=0
 elif [ "${CI:-}" = "true" ]; then
   echo "FAIL: PostgreSQL tests cannot be skipped on CI" >&2
   pg_rc=1
 else
   echo "WARNING: PostgreSQL not reachable; its run was skipped (allowed outside CI only)" >&2
   pg_rc=0
+fi
+
+wait $sqlite_pid
+sqlite_rc=$?
+echo "== SQLite =="
+cat "$LOGS/sqlite"
+if [ -n "$pg_pid" ]; then
+  wait $pg_pid
+  pg_rc=$?
+  echo "== PostgreSQL ($PG_URL) =="
+  cat "$LOGS/postgres"
 fi
 
 [ $sqlite_rc -eq 0 ] && [ $pg_rc -eq 0 ]
