@@ -183,3 +183,25 @@ async def delivering_app(settings, smtp, gateway):
     }))
     async with application.router.lifespan_context(application):
         yield application
+
+
+def delivering_fixtures():
+    """The fixtures `s` (services), `rp` (a RelyingParty) and `browser` (a fresh HTTP client),
+    bound to `delivering_app`, for a module whose tests read real mail and SMS:
+
+        s, rp, browser = delivering_fixtures()
+    """
+    @pytest.fixture
+    def s(delivering_app):
+        return delivering_app.state.services
+
+    @pytest.fixture
+    def rp(delivering_app, s) -> RelyingParty:
+        return RelyingParty(delivering_app, s)
+
+    @pytest.fixture
+    async def browser(rp):
+        async with rp.browser() as client:
+            yield client
+
+    return s, rp, browser

@@ -19,6 +19,7 @@ import pytest
 from idp.db import utcnow
 from idp.security import keyed_hash
 from tests import secrets_registry
+from tests.conftest import delivering_fixtures
 from tests.mail_sms import emailed_code, mail_to, texted_code
 from tests.rp import PASSWORD, AuthResult, RelyingParty, form_field, query_of
 
@@ -26,20 +27,8 @@ MFA = "urn:idp:acr:mfa"
 ONE_FACTOR = "urn:idp:acr:1fa"
 
 
-@pytest.fixture
-def s(delivering_app):
-    return delivering_app.state.services
-
-
-@pytest.fixture
-def rp(delivering_app, s) -> RelyingParty:
-    return RelyingParty(delivering_app, s)
-
-
-@pytest.fixture
-async def browser(rp):
-    async with rp.browser() as client:
-        yield client
+# s, rp and browser: this module's services, relying party and browser on the delivering app.
+s, rp, browser = delivering_fixtures()
 
 
 # ---- helpers -------------------------------------------------------------------------------------

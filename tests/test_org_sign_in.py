@@ -14,26 +14,15 @@ from idp.db import utcnow
 from idp.oauth.models import Grant
 from idp.orgs.models import Membership
 from idp.sessions.models import BrowserSession
+from tests.conftest import delivering_fixtures
 from tests.mail_sms import emailed_code, texted_code
-from tests.rp import PASSWORD, AuthResult, RelyingParty, form_field, query_of
+from tests.rp import PASSWORD, AuthResult, form_field, query_of
 
 SCOPE = "openid profile email organization offline_access"
 
 
-@pytest.fixture
-def s(delivering_app):
-    return delivering_app.state.services
-
-
-@pytest.fixture
-def rp(delivering_app, s) -> RelyingParty:
-    return RelyingParty(delivering_app, s)
-
-
-@pytest.fixture
-async def browser(rp):
-    async with rp.browser() as client:
-        yield client
+# s, rp and browser: this module's services, relying party and browser on the delivering app.
+s, rp, browser = delivering_fixtures()
 
 
 # ---- helpers (tests/test_org_tokens.py uses them too) --------------------------------------------

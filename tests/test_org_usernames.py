@@ -22,8 +22,9 @@ from idp.courier.templates import render
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
 from idp.orgs.models import Membership
 from tests import secrets_registry
+from tests.conftest import delivering_fixtures
 from tests.mail_sms import mail_to, until
-from tests.rp import PASSWORD, RelyingParty
+from tests.rp import PASSWORD
 from tests.test_login_steps import fields, identify, post_on, start, tokens_of, without_ids
 
 TEMPORARY = re.compile(rf"[{CROCKFORD}]{{4}}(?:-[{CROCKFORD}]{{4}}){{3}}")
@@ -32,20 +33,8 @@ secrets_registry.remember(OWN_PASSWORD)
 OPERATOR = Actor.operator()
 
 
-@pytest.fixture
-def s(delivering_app):
-    return delivering_app.state.services
-
-
-@pytest.fixture
-def rp(delivering_app, s) -> RelyingParty:
-    return RelyingParty(delivering_app, s)
-
-
-@pytest.fixture
-async def browser(rp):
-    async with rp.browser() as client:
-        yield client
+# s, rp and browser: this module's services, relying party and browser on the delivering app.
+s, rp, browser = delivering_fixtures()
 
 
 # ---- helpers -------------------------------------------------------------------------------------
