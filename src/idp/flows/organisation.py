@@ -28,13 +28,11 @@ interaction_required, access_denied).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
 from idp.oauth.authorization import AuthorizationRequest, Interaction, Redirect
 from idp.oauth.errors import AccessDenied, AccountSelectionRequired, InteractionRequired, LoginRequired
@@ -196,12 +194,7 @@ class OrganisationStep:
         """The sign-in's flow in `state` (a new one, bound to this browser, when the person came
         with a session and no flow existed)."""
         if flow is None:
-            flow = AuthorizationFlow(
-                client_id=request.client_id, request=asdict(request), state=state,
-                data={"browser": self.s.flows.browser_binding(browser.cookie if browser else None)},
-                expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
-            )
-            db.add(flow)
+            flow = await self.s.flows.new_flow(db, request, state, browser=browser.cookie if browser else None)
         flow.state, flow.user_id, flow.session_id = state, session.user_id, session.id
         flow.data = dict(flow.data or {})
         await db.flush()

@@ -139,6 +139,21 @@ class FlowService:
         client = await self.s.clients.get(db, flow.client_id) if flow.client_id else None
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
 
+    async def new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState, *,
+                       browser: str | None, session: BrowserSession | None = None,
+                       **data) -> AuthorizationFlow:
+        """A flow in `state`, bound to `browser` (its CSRF cookie; see `load`), for `session`'s
+        person if one is signed in; `data` starts its step data. The one way flows are made."""
+        flow = AuthorizationFlow(
+            client_id=request.client_id or None, request=asdict(request), state=state,
+            user_id=session.user_id if session else None, session_id=session.id if session else None,
+            data={"browser": self.browser_binding(browser), **data},
+            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
+        )
+        db.add(flow)
+        await db.flush()
+        return flow
+
     def _update(self, view: FlowView, state: FlowState, **data) -> Interaction:
         # A new dict: the JSON column only notices assignment, not mutation.
         view.flow.data = {**view.data, **data}
@@ -157,16 +172,8 @@ class FlowService:
             raise ValueError("return_to must be a path on this server")
         request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False,
                                        scopes=[], max_age=max_age, ui_locales=ui_locales)
-        data = {"browser": self.browser_binding(browser)}
-        if password_only:
-            data["password_only"] = True
-        flow = AuthorizationFlow(
-            client_id=None, request=asdict(request), state=FlowState.LOGIN, data=data,
-            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
-        )
-        db.add(flow)
-        await db.flush()
-        return flow.id
+        extra = {"password_only": True} if password_only else {}
+        return (await self.new_flow(db, request, FlowState.LOGIN, browser=browser, **extra)).id
 
     async def start_account_step_up(self, db: AsyncSession, session: BrowserSession, *, return_to: str,
                                     browser: Browser, allowed: tuple[str, ...] | None = None) -> Interaction | None:
@@ -178,13 +185,7 @@ class FlowService:
         if not _LOCAL_PATH.fullmatch(return_to):
             raise ValueError("return_to must be a path on this server")
         request = AuthorizationRequest(client_id="", redirect_uri=return_to, redirect_uri_sent=False, scopes=[])
-        flow = AuthorizationFlow(
-            client_id=None, request=asdict(request), state=FlowState.SECOND_FACTOR,
-            user_id=session.user_id, session_id=session.id, data={"browser": self.browser_binding(browser.cookie)},
-            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
-        )
-        db.add(flow)
-        await db.flush()
+        flow = await self.new_flow(db, request, FlowState.SECOND_FACTOR, browser=browser.cookie, session=session)
         outcome = await self.start_step_up(db, request, session, browser, flow=flow, allowed=allowed)
         if outcome is None:
             await db.delete(flow)
@@ -212,17 +213,12 @@ class FlowService:
             return None
         browser = browser or Browser()
         if flow is None:
-            flow = AuthorizationFlow(
-                client_id=request.client_id, request=asdict(request), state=FlowState.SECOND_FACTOR,
-                user_id=user.id, session_id=session.id,
-                data={"done": done, "browser": self.browser_binding(browser.cookie)},
-                expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
-            )
-            db.add(flow)
+            flow = await self.new_flow(db, request, FlowState.SECOND_FACTOR, browser=browser.cookie,
+                                       session=session, done=done)
         else:
             flow.state, flow.user_id, flow.session_id = FlowState.SECOND_FACTOR, user.id, session.id
             flow.data = {**(flow.data or {}), "done": done}
-        await db.flush()
+            await db.flush()
         return await self._offer_factor(db, FlowView(flow, request, ""), user, methods, methods[0], browser)
 
     # ---- first factor --------------------------------------------------------------------------

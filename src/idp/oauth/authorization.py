@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
@@ -324,15 +324,8 @@ class AuthorizationService:
     async def _new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState,
                         session: BrowserSession | None, browser: Browser | None,
                         org: dict | None = None) -> Interaction:
-        flow = AuthorizationFlow(
-            client_id=request.client_id, request=asdict(request), state=state,
-            user_id=session.user_id if session else None, session_id=session.id if session else None,
-            # Bound to the browser that asked (see FlowService.load).
-            data={"browser": self.s.flows.browser_binding(browser.cookie if browser else None), **(org or {})},
-            expires_at=utcnow() + timedelta(seconds=self.s.settings.flow_ttl),
-        )
-        db.add(flow)
-        await db.flush()
+        flow = await self.s.flows.new_flow(db, request, state, browser=browser.cookie if browser else None,
+                                           session=session, **(org or {}))
         return Interaction(flow.id, state)
 
     async def _issue_code(self, db: AsyncSession, request: AuthorizationRequest,
