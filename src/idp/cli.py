@@ -406,21 +406,13 @@ def orgs_add(
 @orgs_app.command("list")
 def orgs_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Every organisation with its owner and number of members."""
-    # A read for operators only; OrgService has no listing of every organisation (yet).
-    from sqlalchemy import func, select
-
-    from idp.orgs.models import Membership, Organisation
+    from idp.audit.service import Actor
 
     async def work(s, db):
-        counts = dict((await db.execute(select(Membership.org_id, func.count())
-                                        .group_by(Membership.org_id))).all())
-        owners = dict((await db.execute(select(Membership.org_id, Membership.user_id)
-                                        .where(Membership.role == "owner"))).all())
-        orgs = (await db.execute(select(Organisation).order_by(Organisation.handle))).scalars()
         return [{"id": o.id, "handle": o.handle, "name": o.name, "business_id": o.business_id,
-                 "owner": owners.get(o.id), "members": counts.get(o.id, 0),
-                 "billing_contact_locked": bool(o.billing_contact_locked),
-                 "created_at": o.created_at.isoformat()} for o in orgs]
+                 "owner": owner, "members": members, "billing_contact_locked": bool(o.billing_contact_locked),
+                 "created_at": o.created_at.isoformat()}
+                for o, owner, members in await s.orgs.list_all(db, Actor.operator())]
 
     rows = _org_run(work)
     if as_json:

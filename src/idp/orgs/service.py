@@ -18,13 +18,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.audit.service import Actor
 from idp.orgs import permissions
-from idp.orgs.errors import Conflict, OrgError, OrgNotFound
+from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
 from idp.orgs.models import Membership, Organisation
 
 if TYPE_CHECKING:
@@ -96,6 +96,21 @@ class OrgService:
     async def membership(self, db: AsyncSession, org_id: str, user_id: str) -> Membership | None:
         return (await db.execute(select(Membership).where(
             Membership.org_id == org_id, Membership.user_id == user_id))).scalar_one_or_none()
+
+    async def list_all(self, db: AsyncSession, actor: Actor) -> list[tuple[Organisation, str | None, int]]:
+        """Every organisation by handle, with its owner's user id and its number of members: for
+        operators (the CLI) only."""
+        if actor.type != "operator":
+            raise Forbidden()
+        members = (select(Membership.org_id, func.count().label("members"))
+                   .group_by(Membership.org_id).subquery())
+        owners = select(Membership.org_id, Membership.user_id).where(Membership.role == "owner").subquery()
+        rows = await db.execute(
+            select(Organisation, owners.c.user_id, func.coalesce(members.c.members, 0))
+            .outerjoin(owners, owners.c.org_id == Organisation.id)
+            .outerjoin(members, members.c.org_id == Organisation.id)
+            .order_by(Organisation.handle))
+        return [(org, owner, count) for org, owner, count in rows.all()]
 
     async def memberships_of(self, db: AsyncSession, user_id: str) -> list[tuple[Organisation, Membership]]:
         """Every organisation the person belongs to, by name."""
