@@ -239,3 +239,17 @@ async def test_the_reset_pages_speak_finnish(browser, rp, smtp):
     reply = await submit_code(browser, reply.headers["location"], code)
     refused = await submit_password(browser, reply.headers["location"], "short")
     assert "Salasanassa on oltava vähintään 15 merkkiä." in refused.text
+
+
+async def test_an_account_with_only_a_phone_number_resets_by_sms(browser, s, gateway):
+    number = f"+35840{secrets.randbelow(10**7):07d}"
+    await s.db.run(lambda db: s.accounts.create_registered_user(
+        db, kind="phone", value=number, password_hash=None, name=None, locale="en"))
+
+    reply = await start_reset(browser, number)
+    [sms] = await until(lambda: gateway.to(number))
+    reply = await submit_code(browser, reply.headers["location"], code_in(sms["text"]))
+    done = await submit_password(browser, reply.headers["location"], NEW_PASSWORD)
+    assert done.status_code == 200, done.text
+    await until(lambda: len(gateway.to(number)) >= 2)  # "changed", by SMS: there is no email
+    assert "changed" in gateway.to(number)[1]["text"]

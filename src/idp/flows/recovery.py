@@ -12,31 +12,24 @@ notifies the person; it never signs anyone in (the person signs in normally, sec
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import timedelta
 
-from sqlalchemy import ForeignKey, LargeBinary, String, select, update
+from sqlalchemy import ForeignKey, LargeBinary, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
 from idp.accounts.phones import PhoneNumberError
-from idp.db import Base, UTCDateTime, new_id, utcnow
-from idp.keys.crypto import seal, unseal
+from idp.db import Base, new_id, utcnow
+from idp.flows.bound import BoundFlowColumns, BoundFlows, login_flow_or_none
 from idp.otp.service import CodeInvalid, Purpose, ResendTooSoon, TooManyAttempts
-from idp.security import keyed_hash, same
 from idp.sessions.sign_out import end_everything
 from idp.ui.i18n import N_
 
-if TYPE_CHECKING:
-    from idp.services import Services
-
 EXPIRED = N_("This password reset link has expired. Start again.")
 ALREADY_DONE = N_("This step is already done. Start again if you need to.")
-_FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the alphabet of db.new_id()
 FLOW_TTL = timedelta(minutes=15)
 
 
@@ -46,23 +39,13 @@ class ResetState(enum.StrEnum):
     COMPLETED = "completed"
 
 
-class PasswordResetFlow(Base):
+class PasswordResetFlow(BoundFlowColumns, Base):
     __tablename__ = "password_reset_flows"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    state: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(8))  # email | sms
     # The normalised email or E.164 number, sealed with the flow id as associated data; NULL when
     # what was typed is neither (the flow still exists, so the answer is the same).
     destination_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    # HMAC of the browser's CSRF cookie: only the browser that started the flow can continue it.
-    browser_hash: Mapped[str] = mapped_column(String(64))
-    login_flow_id: Mapped[str | None] = mapped_column(String(64))
-    locale: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RecoveryError(Exception):
@@ -74,13 +57,8 @@ class ResetDone:
     login_flow_id: str | None
 
 
-class RecoveryService:
-    def __init__(self, services: Services, key: bytes) -> None:
-        self.s = services
-        self.key = key
-
-    def _browser(self, browser: str) -> str:
-        return keyed_hash(self.key, f"browser\x00{browser}")
+class RecoveryService(BoundFlows[PasswordResetFlow]):
+    model, error, expired, already_done = PasswordResetFlow, RecoveryError, EXPIRED, ALREADY_DONE
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -109,12 +87,12 @@ class RecoveryService:
         now = utcnow()
         flow = PasswordResetFlow(
             id=new_id(), state=ResetState.AWAITING_CODE.value, channel=channel,
-            user_id=user.id if user else None, browser_hash=self._browser(browser),
-            login_flow_id=login_flow_id if login_flow_id and _FLOW_ID.fullmatch(login_flow_id) else None,
+            user_id=user.id if user else None, browser_hash=self.browser_hash(browser),
+            login_flow_id=login_flow_or_none(login_flow_id),
             locale=(locale or "en")[:16], created_at=now, expires_at=now + FLOW_TTL,
         )
         if destination is not None:
-            flow.destination_sealed = seal(self.key, destination.encode(), flow.id)
+            flow.destination_sealed = self.seal(destination, flow.id)
         db.add(flow)
         await db.flush()
         if user is None:
@@ -135,23 +113,12 @@ class RecoveryService:
 
     async def load(self, db: AsyncSession, flow_id: str | None, state: ResetState, *,
                    browser: str | None, lock: bool = False) -> PasswordResetFlow:
-        if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
-            raise RecoveryError(EXPIRED)
-        query = select(PasswordResetFlow).where(PasswordResetFlow.id == flow_id)
-        if lock:
-            query = query.with_for_update()
-        flow = (await db.execute(query)).scalar_one_or_none()
-        if (flow is None or flow.expires_at <= utcnow() or browser is None
-                or not same(flow.browser_hash, self._browser(browser))):
-            raise RecoveryError(EXPIRED)
-        if flow.state != state:
-            raise RecoveryError(ALREADY_DONE)
-        return flow
+        return await self.load_bound(db, flow_id, state, browser=browser, lock=lock)
 
     def _destination(self, flow: PasswordResetFlow) -> str | None:
         if flow.destination_sealed is None:
             return None
-        return unseal(self.key, flow.destination_sealed, flow.id).decode()
+        return self.unseal(flow.destination_sealed, flow.id)
 
     async def verify_code(self, db: AsyncSession, flow_id: str | None, code: str, *,
                           browser: str | None) -> PasswordResetFlow:
@@ -182,7 +149,8 @@ class RecoveryService:
         has_second_factor = await self.s.factors.has_second_factor(db, user.id)
         password = self.s.password_policy.check(
             new_password, has_second_factor=has_second_factor,
-            identifiers=tuple(dict.fromkeys([user.email, *values])))
+            # A phone-only account has no email: None is no identifier.
+            identifiers=tuple(dict.fromkeys(v for v in [user.email, *values] if v)))
         now = utcnow()
         moved = await db.execute(update(PasswordResetFlow).where(
             PasswordResetFlow.id == flow.id, PasswordResetFlow.state == ResetState.CODE_VERIFIED.value,

@@ -22,25 +22,20 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from datetime import timedelta
 
-from sqlalchemy import LargeBinary, String, select, update
+from sqlalchemy import LargeBinary, String, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.accounts.errors import AccountError
 from idp.accounts.phones import CountryNotAllowed, NotAMobileNumber, PhoneNumberError
 from idp.accounts.service import IdentifierTaken
-from idp.db import Base, UTCDateTime, new_id, utcnow
+from idp.db import Base, new_id, utcnow
+from idp.flows.bound import BoundFlowColumns, BoundFlows, login_flow_or_none
 from idp.flows.service import Browser, FlowError, LoginResult
-from idp.keys.crypto import seal, unseal
 from idp.otp.service import Purpose, ResendTooSoon, TooManyAttempts
-from idp.security import keyed_hash, same
 from idp.ui.i18n import N_
-
-if TYPE_CHECKING:
-    from idp.services import Services
 
 log = logging.getLogger("idp.registration")
 
@@ -54,7 +49,6 @@ NOT_A_MOBILE = N_("This number cannot receive text messages. Type a mobile phone
 COUNTRY_NOT_ALLOWED = N_("We cannot send text messages to this country. Use another number.")
 NAME_TOO_LONG = N_("The name must be at most 200 characters long.")
 
-_FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # the alphabet of db.new_id()
 # Stricter than the login lookup: an address we will write to and store, one "@", a dotted
 # domain, no spaces or control characters (PostgreSQL text cannot hold a NUL).
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+")
@@ -72,24 +66,14 @@ class RegistrationState(enum.StrEnum):
     COMPLETED = "completed"
 
 
-class RegistrationFlow(Base):
+class RegistrationFlow(BoundFlowColumns, Base):
     __tablename__ = "registration_flows"
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_id)
-    state: Mapped[str] = mapped_column(String(16))
-    channel: Mapped[str] = mapped_column(String(8))  # email | sms
     # The normalised email or E.164 number, sealed with the flow id as associated data.
     destination_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     # The argon2 hash of the chosen password (email method only), sealed likewise.
     password_hash_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     name: Mapped[str | None] = mapped_column(String(200))
-    # HMAC of the browser's CSRF cookie: only the browser that started the flow can continue it.
-    browser_hash: Mapped[str] = mapped_column(String(64))
-    login_flow_id: Mapped[str | None] = mapped_column(String(64))
-    locale: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RegistrationError(Exception):
@@ -108,10 +92,8 @@ class RegistrationInvalid(Exception):
     """What was typed cannot be used (the message says why); nothing was created or sent."""
 
 
-class RegistrationService:
-    def __init__(self, services: Services, key: bytes) -> None:
-        self.s = services
-        self.key = key
+class RegistrationService(BoundFlows[RegistrationFlow]):
+    model, error, expired, already_done = RegistrationFlow, RegistrationError, EXPIRED, ALREADY_DONE
 
     def methods(self) -> tuple[str, ...]:
         """The open methods, in page order: "email", "phone"."""
@@ -124,15 +106,6 @@ class RegistrationService:
         if method not in self.methods():
             raise RegistrationClosed(method)
         return METHODS[method]
-
-    def _browser(self, browser: str) -> str:
-        return keyed_hash(self.key, f"browser\x00{browser}")
-
-    def _seal(self, flow_id: str, what: str, value: str) -> bytes:
-        return seal(self.key, value.encode(), f"{flow_id}\x00{what}")
-
-    def _unseal(self, flow_id: str, what: str, sealed: bytes) -> str:
-        return unseal(self.key, sealed, f"{flow_id}\x00{what}").decode()
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -158,13 +131,12 @@ class RegistrationService:
         now = utcnow()
         flow = RegistrationFlow(
             id=new_id(), state=RegistrationState.AWAITING_CODE.value, channel=channel, name=name,
-            browser_hash=self._browser(browser),
-            login_flow_id=login_flow_id if login_flow_id and _FLOW_ID.fullmatch(login_flow_id) else None,
+            browser_hash=self.browser_hash(browser), login_flow_id=login_flow_or_none(login_flow_id),
             locale=(locale or "en")[:16], created_at=now, expires_at=now + FLOW_TTL,
         )
-        flow.destination_sealed = self._seal(flow.id, "destination", destination)
+        flow.destination_sealed = self.seal(destination, _aad(flow.id, "destination"))
         if password_hash is not None:
-            flow.password_hash_sealed = self._seal(flow.id, "password", password_hash)
+            flow.password_hash_sealed = self.seal(password_hash, _aad(flow.id, "password"))
         db.add(flow)
         await db.flush()
         try:
@@ -221,18 +193,7 @@ class RegistrationService:
     async def load(self, db: AsyncSession, flow_id: str | None, *, browser: str | None,
                    lock: bool = False) -> RegistrationFlow:
         """The flow waiting for its code, if this browser started it and it is still alive."""
-        if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
-            raise RegistrationError(EXPIRED)
-        query = select(RegistrationFlow).where(RegistrationFlow.id == flow_id)
-        if lock:
-            query = query.with_for_update()
-        flow = (await db.execute(query)).scalar_one_or_none()
-        if (flow is None or flow.expires_at <= utcnow() or browser is None
-                or not same(flow.browser_hash, self._browser(browser))):
-            raise RegistrationError(EXPIRED)
-        if flow.state != RegistrationState.AWAITING_CODE:
-            raise RegistrationError(ALREADY_DONE)
-        return flow
+        return await self.load_bound(db, flow_id, RegistrationState.AWAITING_CODE, browser=browser, lock=lock)
 
     async def resend(self, db: AsyncSession, flow_id: str | None, *, ip: str,
                      browser: str | None) -> RegistrationFlow:
@@ -240,7 +201,7 @@ class RegistrationService:
         TooManyAttempts (each with `retry_after`), or RegistrationClosed."""
         flow = await self.load(db, flow_id, browser=browser, lock=True)
         self.require_open(_method(flow.channel))
-        destination = self._unseal(flow.id, "destination", flow.destination_sealed)
+        destination = self.unseal(flow.destination_sealed, _aad(flow.id, "destination"))
         if flow.channel == "sms":
             await self._check_sms(ip, destination)
         await self._send(db, flow, destination)
@@ -255,7 +216,7 @@ class RegistrationService:
         RegistrationClosed; on any of them nothing is created."""
         flow = await self.load(db, flow_id, browser=browser, lock=True)
         self.require_open(_method(flow.channel))
-        destination = self._unseal(flow.id, "destination", flow.destination_sealed)
+        destination = self.unseal(flow.destination_sealed, _aad(flow.id, "destination"))
         await self.s.otp.verify(db, _PURPOSES[flow.channel], destination, code or "")
         moved = await db.execute(update(RegistrationFlow).where(
             RegistrationFlow.id == flow.id,
@@ -263,7 +224,7 @@ class RegistrationService:
         ).values(state=RegistrationState.COMPLETED.value, completed_at=utcnow()))
         if moved.rowcount != 1:
             raise RegistrationError(ALREADY_DONE)
-        password_hash = (self._unseal(flow.id, "password", flow.password_hash_sealed)
+        password_hash = (self.unseal(flow.password_hash_sealed, _aad(flow.id, "password"))
                          if flow.password_hash_sealed is not None else None)
         try:
             user = await self.s.accounts.create_registered_user(
@@ -288,6 +249,11 @@ class RegistrationService:
             account_flow = await self.s.flows.start_account_flow(db, return_to="/account", browser=browser,
                                                                   ui_locales=flow.locale)
             return await self.s.flows.sign_in(db, account_flow, user, method=method, browser=signing_in)
+
+
+def _aad(flow_id: str, what: str) -> str:
+    """Sealed values name their flow and their field: one cannot stand in for another."""
+    return f"{flow_id}\x00{what}"
 
 
 def _method(channel: str) -> str:

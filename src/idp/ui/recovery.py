@@ -11,18 +11,13 @@ from idp.flows.recovery import RecoveryError, ResetState
 from idp.otp.service import CodeProblem
 from idp.ratelimit.errors import RateLimited
 from idp.ui.i18n import negotiate
-from idp.ui.web import FORM_EXPIRED, POLICY_TEXTS, Csrf, client_ip, error_page, render, services, too_many_page
+from idp.ui.web import (
+    FORM_EXPIRED, POLICY_TEXTS, Csrf, browser_cookie, client_ip, error_page, render, services, too_many_page,
+)
 
 router = APIRouter(include_in_schema=False)
 
 START = "reset"  # the CSRF purpose of the first form (no flow exists yet)
-
-
-def _browser(csrf: Csrf) -> str | None:
-    return None if csrf.is_new else csrf.cookie
-
-
-_too_many, _ip = too_many_page, client_ip
 
 
 # ---- start -------------------------------------------------------------------------------------
@@ -45,10 +40,10 @@ async def reset_submit(request: Request) -> Response:
     login_flow = form.get("login_flow")
     try:
         flow = await s.db.run(lambda db: s.recovery.start(
-            db, str(form.get("identifier", "")), ip=_ip(request), locale=locale,
+            db, str(form.get("identifier", "")), ip=client_ip(request), locale=locale,
             browser=csrf.cookie, login_flow_id=login_flow if isinstance(login_flow, str) else None))
     except RateLimited as exc:
-        return _too_many(request, exc.retry_after)
+        return too_many_page(request, exc.retry_after)
     return RedirectResponse(f"/reset/code?flow={flow.id}", status_code=303)
 
 
@@ -67,7 +62,7 @@ async def code_page(request: Request, flow: str | None = None) -> Response:
     s, csrf = services(request), Csrf(request)
     try:
         view = await s.db.run(lambda db: s.recovery.load(db, flow, ResetState.AWAITING_CODE,
-                                                         browser=_browser(csrf)))
+                                                         browser=browser_cookie(request)))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     return _code_page(request, view, csrf)
@@ -82,14 +77,17 @@ async def code_submit(request: Request) -> Response:
         return error_page(request, FORM_EXPIRED, status_code=403)
     try:
         await s.db.run(lambda db: s.recovery.verify_code(db, flow_id, str(form.get("code", "")),
-                                                         browser=_browser(csrf)))
+                                                         browser=browser_cookie(request)))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     except CodeProblem as exc:
         if getattr(exc, "retry_after", None):
-            return _too_many(request, exc.retry_after)
-        view = await s.db.run(lambda db: s.recovery.load(db, flow_id, ResetState.AWAITING_CODE,
-                                                         browser=_browser(csrf)))
+            return too_many_page(request, exc.retry_after)
+        try:  # a parallel request may have moved the flow on meanwhile
+            view = await s.db.run(lambda db: s.recovery.load(db, flow_id, ResetState.AWAITING_CODE,
+                                                             browser=browser_cookie(request)))
+        except RecoveryError as gone:
+            return error_page(request, str(gone))
         return _code_page(request, view, csrf, error=exc.public_message, status_code=400)
     return RedirectResponse(f"/reset/password?flow={flow_id}", status_code=303)
 
@@ -109,7 +107,7 @@ async def password_page(request: Request, flow: str | None = None) -> Response:
     s, csrf = services(request), Csrf(request)
     try:
         view = await s.db.run(lambda db: s.recovery.load(db, flow, ResetState.CODE_VERIFIED,
-                                                         browser=_browser(csrf)))
+                                                         browser=browser_cookie(request)))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     return _password_page(request, view.id, csrf)
@@ -124,7 +122,7 @@ async def password_submit(request: Request) -> Response:
         return error_page(request, FORM_EXPIRED, status_code=403)
     try:
         done = await s.db.run(lambda db: s.recovery.set_password(
-            db, flow_id, str(form.get("password", "")), browser=_browser(csrf)))
+            db, flow_id, str(form.get("password", "")), browser=browser_cookie(request)))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     except PasswordRejected as exc:

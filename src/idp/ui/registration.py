@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
+from starlette.datastructures import FormData
 
 from idp.accounts.password_policy import PasswordRejected
 from idp.flows.registration import (
@@ -19,18 +20,14 @@ from idp.ratelimit.errors import RateLimited
 from idp.ui.i18n import N_, negotiate
 from idp.ui.routes import SESSION_COOKIE, interaction_redirect
 from idp.ui.web import (
-    FORM_EXPIRED, POLICY_TEXTS, Csrf, client_ip, error_page, get_cookie, render, services,
-    set_cookie, too_many_page,
+    FORM_EXPIRED, POLICY_TEXTS, Csrf, browser_cookie, client_ip, error_page, get_cookie, render,
+    services, set_cookie, too_many_page,
 )
 
 router = APIRouter(include_in_schema=False)
 
 START = "register"  # the CSRF purpose of the first forms (no flow exists yet)
 CLOSED = N_("Creating an account this way is not available.")
-
-
-def _browser(csrf: Csrf) -> str | None:
-    return None if csrf.is_new else csrf.cookie
 
 
 def _field(form, name: str) -> str:
@@ -103,26 +100,37 @@ def _code_page(request: Request, flow, csrf: Csrf, *, error: str | None = None, 
     }, status_code=status_code, csrf=csrf)
 
 
-@router.get("/register/code")
-async def code_page(request: Request, flow: str | None = None, resent: str | None = None) -> Response:
-    s, csrf = services(request), Csrf(request)
+async def _show_code(request: Request, flow_id: str | None, **context) -> Response:
+    """The code page of a flow this browser may continue, or the page saying why not."""
+    s = services(request)
     try:
-        view = await s.db.run(lambda db: s.registration.load(db, flow, browser=_browser(csrf)))
+        view = await s.db.run(lambda db: s.registration.load(db, flow_id, browser=browser_cookie(request)))
     except RegistrationError as exc:
         return error_page(request, str(exc))
-    return _code_page(request, view, csrf, resent=resent == "1")
+    return _code_page(request, view, Csrf(request), **context)
+
+
+async def _flow_form(request: Request) -> tuple[FormData, str] | None:
+    """The posted form and its flow id, or None when its CSRF token is not for that flow."""
+    form = await request.form()
+    flow_id = _field(form, "flow")
+    return (form, flow_id) if Csrf(request).valid(form.get("csrf_token"), flow_id) else None
+
+
+@router.get("/register/code")
+async def code_page(request: Request, flow: str | None = None, resent: str | None = None) -> Response:
+    return await _show_code(request, flow, resent=resent == "1")
 
 
 @router.post("/register/code")
 async def code_submit(request: Request) -> Response:
-    s, csrf = services(request), Csrf(request)
-    form = await request.form()
-    flow_id = _field(form, "flow")
-    if not csrf.valid(form.get("csrf_token"), flow_id):
+    s = services(request)
+    if (posted := await _flow_form(request)) is None:
         return error_page(request, FORM_EXPIRED, status_code=403)
+    form, flow_id = posted
     try:
         result = await s.db.run(lambda db: s.registration.complete(
-            db, flow_id, _field(form, "code"), browser=_browser(csrf),
+            db, flow_id, _field(form, "code"), browser=browser_cookie(request),
             previous_cookie=get_cookie(request, SESSION_COOKIE),
             user_agent=request.headers.get("user-agent")))
     except RegistrationClosed:
@@ -132,11 +140,7 @@ async def code_submit(request: Request) -> Response:
     except CodeProblem as exc:
         if getattr(exc, "retry_after", None):
             return too_many_page(request, exc.retry_after)
-        try:
-            view = await s.db.run(lambda db: s.registration.load(db, flow_id, browser=_browser(csrf)))
-        except RegistrationError as gone:
-            return error_page(request, str(gone))
-        return _code_page(request, view, csrf, error=exc.public_message, status_code=400)
+        return await _show_code(request, flow_id, error=exc.public_message, status_code=400)
     response = interaction_redirect(result.outcome)
     if result.session_cookie:
         set_cookie(request, response, SESSION_COOKIE, result.session_cookie)
@@ -145,19 +149,17 @@ async def code_submit(request: Request) -> Response:
 
 @router.post("/register/code/resend")
 async def code_resend(request: Request) -> Response:
-    s, csrf = services(request), Csrf(request)
-    form = await request.form()
-    flow_id = _field(form, "flow")
-    if not csrf.valid(form.get("csrf_token"), flow_id):
+    s = services(request)
+    if (posted := await _flow_form(request)) is None:
         return error_page(request, FORM_EXPIRED, status_code=403)
+    _, flow_id = posted
     try:
         await s.db.run(lambda db: s.registration.resend(db, flow_id, ip=client_ip(request),
-                                                        browser=_browser(csrf)))
+                                                        browser=browser_cookie(request)))
     except RegistrationClosed:
         return _closed(request)
-    except RegistrationError as exc:
-        return error_page(request, str(exc))
-    except RegistrationInvalid as exc:  # the number's country was struck off meanwhile
+    # RegistrationInvalid: the number's country was struck off meanwhile.
+    except (RegistrationError, RegistrationInvalid) as exc:
         return error_page(request, str(exc))
     except (RateLimited, CodeProblem) as exc:  # the SMS limits, the code cooldown, a lockout
         return too_many_page(request, getattr(exc, "retry_after", None))
