@@ -169,11 +169,14 @@ async def test_the_profile_is_saved_and_bad_input_changes_nothing(browser, rp, s
     page = await browser.get("/account?done=profile")
     assert 'value="Matti"' in page.text and 'role="status"' in page.text
 
-    for fields in ({"given_name": "Ma\x00tti"}, {"name": "x" * 201}, {"locale": "xx"},
-                   {"locale": "../../etc"}, {"family_name": "Vir\ntanen"}):
+    for fields, message in (({"given_name": "Ma\x00tti"}, "Names must be at most 100 characters"),
+                            ({"name": "x" * 201}, "Names must be at most 200 characters"),
+                            ({"locale": "xx"}, "Choose a language from the list."),
+                            ({"locale": "../../etc"}, "Choose a language from the list."),
+                            ({"family_name": "Vir\ntanen"}, "Names must be at most 100 characters")):
         refused = await submit(browser, "/account", "/account", **({"given_name": "Eve", "family_name": "",
                                                                     "name": "", "locale": ""} | fields))
-        assert refused.status_code == 400 and 'role="alert"' in refused.text
+        assert refused.status_code == 400 and 'role="alert"' in refused.text and message in refused.text, fields
     assert (await user_row(s, user_id)).given_name == "Matti"
 
 
@@ -202,7 +205,8 @@ async def test_an_email_is_added_confirmed_by_its_code_and_the_owner_is_told(bro
     async with new_browser(rp.app) as other:
         await sign_in(rp, other, second)
     # The confirm page of a confirmed address is gone.
-    assert (await browser.get(confirm)).status_code == 400
+    gone = await browser.get(confirm)
+    assert gone.status_code == 400 and "This is already on your account." in gone.text
 
 
 async def test_an_email_confirmed_on_another_account_is_refused_at_confirmation(browser, rp, s, smtp):
@@ -377,7 +381,7 @@ async def test_an_account_without_a_password_sets_one_after_a_recent_sign_in(bro
     assert (await user_row(s, user_id)).password_hash is None
     await age_sessions(s, user_id, seconds=0)
     done = await submit(browser, "/account/password", "/account/password", new_password=NEW_PASSWORD)
-    assert done.status_code == 303
+    assert done.status_code == 303 and done.headers["location"] == "/account/password?done=password"
     assert (await user_row(s, user_id)).password_hash is not None
     # The notice goes to the verified phone (the account has no email).
     await until(lambda: any("password" in m["text"] for m in gateway.to(e164)))
@@ -399,6 +403,7 @@ async def enrol_totp(browser) -> tuple[httpx.Response, str]:
         "csrf_token": csrf_for(page.text, "/account/security/totp/confirm"), "factor": factor, "code": "000000"
         if pyotp.TOTP(secret).now() != "000000" else "111111"})
     assert wrong.status_code == 400 and "<svg" in wrong.text  # the same enrolment, shown again
+    assert "Check the time on your phone" in wrong.text
     reply = await browser.post("/account/security/totp/confirm", data={
         "csrf_token": csrf_for(page.text, "/account/security/totp/confirm"), "factor": factor,
         "code": pyotp.TOTP(secret).now()})
@@ -480,7 +485,7 @@ async def test_a_code_by_sms_or_email_as_second_factor(browser, rp, s, smtp, gat
     assert (await user_row(s, user_id)).code_second_factor is None
 
     on = await submit(browser, "/account/security", "/account/security/code", channel="email")
-    assert on.status_code == 303
+    assert on.status_code == 303 and on.headers["location"] == "/account/security?done=code_factor"
     assert (await user_row(s, user_id)).code_second_factor == "email"
     assert (await mail_to(smtp, email))[0]["Subject"] == "A sign-in method was added to your account"
     # The address its codes go to cannot be removed while it is the only email... it is also the
@@ -536,18 +541,18 @@ async def test_sessions_are_listed_and_ended_one_or_all_others(browser, rp, s):
         _, other_id = await rp.user()
         foreign, _ = await s.db.run(lambda db: s.sessions.start(db, user_id=other_id, amr=["pwd"], acr=None))
         refused = await submit(browser, "/account/sessions", "/account/sessions/end", session=foreign.id)
-        assert refused.status_code == 404
+        assert refused.status_code == 404 and "This session has already ended." in refused.text
         assert await live_sessions(s, other_id) == {foreign.id}
 
         others = await submit(browser, "/account/sessions", "/account/sessions/end-others")
-        assert others.status_code == 303
+        assert others.status_code == 303 and others.headers["location"] == "/account/sessions?done=ended_others"
         assert await live_sessions(s, user_id) == {own_id}
         assert (await third.get("/account")).status_code == 303
         assert (await browser.get("/account")).status_code == 200
 
         # Ending this browser's own session signs it out here.
         out = await submit(browser, "/account/sessions", "/account/sessions/end", session=own_id)
-        assert out.status_code == 303
+        assert out.status_code == 303 and out.headers["location"] == "/account/sessions"
         assert 'idp_session=""' in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
         assert await live_sessions(s, user_id) == set()
         assert (await browser.get("/account")).status_code == 303
@@ -572,7 +577,8 @@ async def test_forms_without_the_right_csrf_token_are_refused(browser, rp, s):
     _, user_id = await signed_in(rp, browser)
     page = await browser.get("/account")
     profile_token = csrf_for(page.text, "/account")
-    assert (await browser.post("/account", data={"given_name": "Eve"})).status_code == 403
+    missing = await browser.post("/account", data={"given_name": "Eve"})
+    assert missing.status_code == 403 and "The form expired." in missing.text
     assert (await browser.post("/account", data={"given_name": "Eve", "csrf_token": "forged"})).status_code == 403
     # A token is bound to its form: the profile's does not end sessions.
     assert (await browser.post("/account/sessions/end-others", data={"csrf_token": profile_token})).status_code == 403

@@ -45,7 +45,7 @@ from idp.oauth.models import Grant
 from idp.otp.service import Purpose, ResendTooSoon
 from idp.ratelimit.errors import RateLimited
 from idp.sessions.models import BrowserSession
-from idp.ui.i18n import N_
+from idp.ui.i18n import N_, available
 
 if TYPE_CHECKING:
     from idp.services import Services
@@ -159,7 +159,6 @@ class SelfService:
         return user
 
     def locales(self) -> tuple[str, ...]:
-        from idp.ui.i18n import available
         return available()
 
     # ---- identifiers ---------------------------------------------------------------------------
@@ -313,7 +312,7 @@ class SelfService:
         return True
 
     async def _own_identifier(self, db: AsyncSession, user: User, identifier_id: str | None) -> Identifier:
-        if not isinstance(identifier_id, str) or not _ID.fullmatch(identifier_id):
+        if not _is_id(identifier_id):
             raise SelfServiceError(NOT_FOUND, status=404)
         identifier = await db.get(Identifier, identifier_id)
         if identifier is None or identifier.user_id != user.id:
@@ -385,7 +384,7 @@ class SelfService:
                            factor_id: str | None) -> TotpEnrolment:
         user = await self.user(db, session)
         enrolment = None
-        if isinstance(factor_id, str) and _ID.fullmatch(factor_id):
+        if _is_id(factor_id):
             enrolment = await self.s.factors.totp.pending(
                 db, user_id=user.id, factor_id=factor_id, account_name=await self._account_name(db, user))
         if enrolment is None:
@@ -412,8 +411,7 @@ class SelfService:
                           *, locale: str | None) -> None:
         self.require_recent(session)
         user = await self.user(db, session)
-        if not (isinstance(factor_id, str) and _ID.fullmatch(factor_id)) or not \
-                await self.s.factors.remove_totp(db, user_id=user.id, factor_id=factor_id):
+        if not _is_id(factor_id) or not await self.s.factors.remove_totp(db, user_id=user.id, factor_id=factor_id):
             raise SelfServiceError(NO_SUCH_FACTOR, status=404)
         await self.notify(db, user, "factor_removed", locale=locale)
 
@@ -465,7 +463,7 @@ class SelfService:
     async def end_session(self, db: AsyncSession, session: BrowserSession, session_id: str | None) -> bool:
         """End one of the account's sessions and the token families it signed in. True when it
         was the caller's own session (the page then drops the cookie)."""
-        if not isinstance(session_id, str) or not _ID.fullmatch(session_id):
+        if not _is_id(session_id):
             raise SelfServiceError(NO_SUCH_SESSION, status=404)
         target = await self.s.sessions.get(db, session_id)
         if target is None or target.user_id != session.user_id or target.ended_at is not None:
@@ -523,6 +521,10 @@ class SelfService:
         for channel, recipient in recipients:
             await self.s.courier.enqueue(db, channel=channel, recipient=recipient, kind=kind,
                                          locale=user.locale or locale, params={})
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
 
 
 def _text(value: str, maximum: int) -> str | None:

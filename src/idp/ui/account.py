@@ -21,14 +21,14 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.password_policy import PasswordRejected
-from idp.accounts.self_service import SelfServiceError, SignInRequired
+from idp.accounts.self_service import SelfService, SelfServiceError, SignInRequired
 from idp.otp.service import CodeProblem, ResendTooSoon, TooManyAttempts
 from idp.ratelimit.errors import RateLimited
 from idp.sessions.models import BrowserSession
 from idp.ui.i18n import N_, negotiate
 from idp.ui.routes import SESSION_COOKIE, current_session
-from idp.ui.web import (FORM_EXPIRED, POLICY_TEXTS, Csrf, clear_cookie, client_ip, error_page, render,
-                        services, too_many_page)
+from idp.ui.web import (CODE_NOT_VALID, FORM_EXPIRED, POLICY_TEXTS, Csrf, clear_cookie, client_ip, error_page,
+                        render, services, too_many_page)
 
 router = APIRouter(include_in_schema=False)
 
@@ -53,17 +53,18 @@ DONE_TEXTS = {
     "ended_others": N_("Your other sessions were signed out."),
 }
 RESEND_TOO_SOON = N_("A code was sent a moment ago. Wait a little before asking for another.")
-CODE_NOT_VALID = N_("The code is not valid. Check it or ask for a new one.")
 
 
 class _Forged(Exception):
     """The form's CSRF token does not match this browser and session."""
 
 
-Loader = Callable[[AsyncSession, BrowserSession], Awaitable[dict]]
+# Page loaders and form actions get the account service, the transaction and the live session.
+Loader = Callable[[SelfService, AsyncSession, BrowserSession], Awaitable[dict]]
+Action = Callable[[SelfService, AsyncSession, BrowserSession, object], Awaitable[Response]]
 
 
-@dataclass
+@dataclass(frozen=True)  # the fixed pages are module constants
 class Page:
     """A GET page: where it lives (the return_to of a sign-in), its template and its data."""
 
@@ -75,6 +76,11 @@ class Page:
 def _locale(request: Request) -> str:
     s = services(request)
     return negotiate(None, request.headers.get("accept-language"), s.settings.default_locale)
+
+
+def _id_ok(value: str | None) -> bool:
+    """Safe to put in a return_to path (the alphabet of db.new_id())."""
+    return isinstance(value, str) and bool(_ID.fullmatch(value))
 
 
 def _field(form, name: str, maximum: int = 1000) -> str:
@@ -102,7 +108,7 @@ async def _show(request: Request, page: Page, *, error: str | None = None, error
 
     async def work(db):
         session = await _session(request, db)
-        return session, await page.load(db, session)
+        return session, await page.load(s.self_service, db, session)
 
     try:
         session, context = await s.db.run(work)
@@ -121,8 +127,7 @@ async def _show(request: Request, page: Page, *, error: str | None = None, error
     return response
 
 
-async def _act(request: Request, form_name: str, page: Page,
-               action: Callable[[AsyncSession, BrowserSession, object], Awaitable[Response]]) -> Response:
+async def _act(request: Request, form_name: str, page: Page, action: Action) -> Response:
     """Check the session and CSRF, run `action` in one transaction, map refusals to the page."""
     s, csrf = services(request), Csrf(request)
     form = await request.form()
@@ -131,7 +136,7 @@ async def _act(request: Request, form_name: str, page: Page,
         session = await _session(request, db)
         if not csrf.valid(form.get("csrf_token"), f"{session.id}|{form_name}"):
             raise _Forged()
-        return await action(db, session, form)
+        return await action(s.self_service, db, session, form)
 
     try:
         return await s.db.run(work)
@@ -139,9 +144,7 @@ async def _act(request: Request, form_name: str, page: Page,
         return await _sign_in(request, page.path, exc)
     except _Forged:
         return error_page(request, FORM_EXPIRED, status_code=403)
-    except RateLimited as exc:
-        return too_many_page(request, exc.retry_after)
-    except TooManyAttempts as exc:
+    except (RateLimited, TooManyAttempts) as exc:
         return too_many_page(request, exc.retry_after)
     except ResendTooSoon as exc:
         return await _show(request, page, error=RESEND_TOO_SOON, status_code=429, retry_after=exc.retry_after)
@@ -165,262 +168,219 @@ def _codes_page(request: Request, codes: list[str]) -> Response:
 
 # ---- profile -------------------------------------------------------------------------------------
 
-def _profile_page(request: Request) -> Page:
-    s = services(request)
+async def _load_profile(ss: SelfService, db: AsyncSession, session: BrowserSession) -> dict:
+    return {"active": "profile", "user": await ss.user(db, session),
+            "languages": [(code, LANGUAGE_NAMES.get(code, code)) for code in ss.locales()]}
 
-    async def load(db, session):
-        return {"active": "profile", "user": await s.self_service.user(db, session),
-                "languages": [(code, LANGUAGE_NAMES.get(code, code)) for code in s.self_service.locales()]}
-    return Page("/account", "account_profile.html", load)
+
+PROFILE = Page("/account", "account_profile.html", _load_profile)
 
 
 @router.get("/account")
 async def profile_page(request: Request) -> Response:
-    return await _show(request, _profile_page(request))
+    return await _show(request, PROFILE)
 
 
 @router.post("/account")
 async def profile_submit(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        await s.self_service.update_profile(
+    async def action(ss, db, session, form):
+        await ss.update_profile(
             db, session, given_name=_field(form, "given_name"), family_name=_field(form, "family_name"),
             name=_field(form, "name"), locale=_field(form, "locale", 32))
         return _see("/account?done=profile")
-    return await _act(request, "profile", _profile_page(request), action)
+    return await _act(request, "profile", PROFILE, action)
 
 
 # ---- identifiers ---------------------------------------------------------------------------------
 
-def _identifiers_page(request: Request) -> Page:
-    s = services(request)
-
-    async def load(db, session):
-        user = await s.self_service.user(db, session)
-        return {"active": "identifiers", "user": user,
-                "identifiers": await s.self_service.identifiers(db, session)}
-    return Page("/account/identifiers", "account_identifiers.html", load)
+async def _load_identifiers(ss: SelfService, db: AsyncSession, session: BrowserSession) -> dict:
+    return {"active": "identifiers", "user": await ss.user(db, session),
+            "identifiers": await ss.identifiers(db, session)}
 
 
-def _confirm_page(request: Request, identifier_id: str | None) -> Page:
-    s = services(request)
-    ok = isinstance(identifier_id, str) and _ID.fullmatch(identifier_id)
-    path = f"/account/identifiers/confirm?id={identifier_id}" if ok else "/account/identifiers"
+IDENTIFIERS = Page("/account/identifiers", "account_identifiers.html", _load_identifiers)
 
-    async def load(db, session):
-        return {"active": "identifiers",
-                "identifier": await s.self_service.pending_identifier(db, session, identifier_id)}
+
+def _confirm_page(identifier_id: str | None) -> Page:
+    async def load(ss, db, session):
+        return {"active": "identifiers", "identifier": await ss.pending_identifier(db, session, identifier_id)}
+    path = f"/account/identifiers/confirm?id={identifier_id}" if _id_ok(identifier_id) else "/account/identifiers"
     return Page(path, "account_identifier_confirm.html", load)
 
 
 @router.get("/account/identifiers")
 async def identifiers_page(request: Request) -> Response:
-    return await _show(request, _identifiers_page(request))
+    return await _show(request, IDENTIFIERS)
 
 
 @router.post("/account/identifiers/add")
 async def identifier_add(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        identifier = await s.self_service.add_identifier(
+    async def action(ss, db, session, form):
+        identifier = await ss.add_identifier(
             db, session, _field(form, "kind", 16), _field(form, "value", 400), ip=client_ip(request),
             locale=_locale(request))
         return _see(f"/account/identifiers/confirm?id={identifier.id}")
-    return await _act(request, "identifier_add", _identifiers_page(request), action)
+    return await _act(request, "identifier_add", IDENTIFIERS, action)
 
 
 @router.get("/account/identifiers/confirm")
 async def identifier_confirm_page(request: Request, id: str | None = None) -> Response:
-    return await _show(request, _confirm_page(request, id))
+    return await _show(request, _confirm_page(id))
 
 
 @router.post("/account/identifiers/confirm")
 async def identifier_confirm(request: Request) -> Response:
-    s = services(request)
-    form = await request.form()
-    identifier_id = _field(form, "id", 64)
+    identifier_id = _field(await request.form(), "id", 64)
 
-    async def action(db, session, form):
-        await s.self_service.confirm_identifier(db, session, identifier_id, _field(form, "code", 32),
-                                                locale=_locale(request))
+    async def action(ss, db, session, form):
+        await ss.confirm_identifier(db, session, identifier_id, _field(form, "code", 32), locale=_locale(request))
         return _see("/account/identifiers?done=verified")
-    return await _act(request, "identifier_confirm", _confirm_page(request, identifier_id), action)
+    return await _act(request, "identifier_confirm", _confirm_page(identifier_id), action)
 
 
 @router.post("/account/identifiers/resend")
 async def identifier_resend(request: Request) -> Response:
-    s = services(request)
-    form = await request.form()
-    identifier_id = _field(form, "id", 64)
+    identifier_id = _field(await request.form(), "id", 64)
 
-    async def action(db, session, form):
-        await s.self_service.resend_code(db, session, identifier_id, ip=client_ip(request),
-                                         locale=_locale(request))
+    async def action(ss, db, session, form):
+        await ss.resend_code(db, session, identifier_id, ip=client_ip(request), locale=_locale(request))
         return _see(f"/account/identifiers/confirm?id={identifier_id}")
-    return await _act(request, "identifier_resend", _confirm_page(request, identifier_id), action)
+    return await _act(request, "identifier_resend", _confirm_page(identifier_id), action)
 
 
 @router.post("/account/identifiers/remove")
 async def identifier_remove(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        await s.self_service.remove_identifier(db, session, _field(form, "id", 64), locale=_locale(request))
+    async def action(ss, db, session, form):
+        await ss.remove_identifier(db, session, _field(form, "id", 64), locale=_locale(request))
         return _see("/account/identifiers?done=removed")
-    return await _act(request, "identifier_remove", _identifiers_page(request), action)
+    return await _act(request, "identifier_remove", IDENTIFIERS, action)
 
 
 # ---- password ------------------------------------------------------------------------------------
 
-def _password_page(request: Request) -> Page:
-    s = services(request)
+async def _load_password(ss: SelfService, db: AsyncSession, session: BrowserSession) -> dict:
+    return {"active": "password", "has_password": await ss.has_password(db, session)}
 
-    async def load(db, session):
-        return {"active": "password", "has_password": await s.self_service.has_password(db, session)}
-    return Page("/account/password", "account_password.html", load)
+
+PASSWORD = Page("/account/password", "account_password.html", _load_password)
 
 
 @router.get("/account/password")
 async def password_page(request: Request) -> Response:
-    return await _show(request, _password_page(request))
+    return await _show(request, PASSWORD)
 
 
 @router.post("/account/password")
 async def password_submit(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
+    async def action(ss, db, session, form):
         end_others = form.get("end_other_sessions") == "yes"
-        await s.self_service.change_password(
+        await ss.change_password(
             db, session, current=_field(form, "current_password"), new=_field(form, "new_password"),
             end_other_sessions=end_others, locale=_locale(request))
         return _see("/account/password?done=" + ("password_others" if end_others else "password"))
-    return await _act(request, "password", _password_page(request), action)
+    return await _act(request, "password", PASSWORD, action)
 
 
 # ---- second factors ------------------------------------------------------------------------------
 
-def _security_page(request: Request) -> Page:
-    s = services(request)
-
-    async def load(db, session):
-        return {"active": "security", "view": await s.self_service.security(db, session)}
-    return Page("/account/security", "account_security.html", load)
+async def _load_security(ss: SelfService, db: AsyncSession, session: BrowserSession) -> dict:
+    return {"active": "security", "view": await ss.security(db, session)}
 
 
-def _totp_page(request: Request, factor_id: str | None) -> Page:
-    s = services(request)
-    ok = isinstance(factor_id, str) and _ID.fullmatch(factor_id)
+SECURITY = Page("/account/security", "account_security.html", _load_security)
 
-    async def load(db, session):
-        enrolment = await s.self_service.pending_totp(db, session, factor_id)
+
+def _totp_page(factor_id: str | None) -> Page:
+    async def load(ss, db, session):
+        enrolment = await ss.pending_totp(db, session, factor_id)
         secret = enrolment.secret
         return {"active": "security", "enrolment": enrolment,
                 "secret_groups": " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))}
-    return Page(f"/account/security/totp?factor={factor_id}" if ok else "/account/security",
-                "account_totp.html", load)
+    path = f"/account/security/totp?factor={factor_id}" if _id_ok(factor_id) else "/account/security"
+    return Page(path, "account_totp.html", load)
 
 
 @router.get("/account/security")
 async def security_page(request: Request) -> Response:
-    return await _show(request, _security_page(request))
+    return await _show(request, SECURITY)
 
 
 @router.post("/account/security/totp")
 async def totp_start(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        enrolment = await s.self_service.start_totp(db, session)
+    async def action(ss, db, session, form):
+        enrolment = await ss.start_totp(db, session)
         return _see(f"/account/security/totp?factor={enrolment.factor_id}")
-    return await _act(request, "totp_start", _security_page(request), action)
+    return await _act(request, "totp_start", SECURITY, action)
 
 
 @router.get("/account/security/totp")
 async def totp_page(request: Request, factor: str | None = None) -> Response:
-    return await _show(request, _totp_page(request, factor))
+    return await _show(request, _totp_page(factor))
 
 
 @router.post("/account/security/totp/confirm")
 async def totp_confirm(request: Request) -> Response:
-    s = services(request)
-    form = await request.form()
-    factor_id = _field(form, "factor", 64)
+    factor_id = _field(await request.form(), "factor", 64)
 
-    async def action(db, session, form):
-        codes = await s.self_service.confirm_totp(db, session, factor_id, _field(form, "code", 32),
-                                                  locale=_locale(request))
+    async def action(ss, db, session, form):
+        codes = await ss.confirm_totp(db, session, factor_id, _field(form, "code", 32), locale=_locale(request))
         return _codes_page(request, codes) if codes else _see("/account/security?done=totp")
-    return await _act(request, "totp_confirm", _totp_page(request, factor_id), action)
+    return await _act(request, "totp_confirm", _totp_page(factor_id), action)
 
 
 @router.post("/account/security/totp/remove")
 async def totp_remove(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        await s.self_service.remove_totp(db, session, _field(form, "factor", 64), locale=_locale(request))
+    async def action(ss, db, session, form):
+        await ss.remove_totp(db, session, _field(form, "factor", 64), locale=_locale(request))
         return _see("/account/security?done=totp_removed")
-    return await _act(request, "totp_remove", _security_page(request), action)
+    return await _act(request, "totp_remove", SECURITY, action)
 
 
 @router.post("/account/security/recovery-codes")
 async def recovery_codes(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        return _codes_page(request, await s.self_service.new_recovery_codes(db, session))
-    return await _act(request, "recovery_codes", _security_page(request), action)
+    async def action(ss, db, session, form):
+        return _codes_page(request, await ss.new_recovery_codes(db, session))
+    return await _act(request, "recovery_codes", SECURITY, action)
 
 
 @router.post("/account/security/code")
 async def code_factor(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
+    async def action(ss, db, session, form):
         channel = _field(form, "channel", 8)
-        await s.self_service.set_code_second_factor(
-            db, session, channel if channel in ("sms", "email") else None, locale=_locale(request))
+        await ss.set_code_second_factor(db, session, channel if channel in ("sms", "email") else None,
+                                        locale=_locale(request))
         return _see("/account/security?done=code_factor")
-    return await _act(request, "code_factor", _security_page(request), action)
+    return await _act(request, "code_factor", SECURITY, action)
 
 
 # ---- sessions ------------------------------------------------------------------------------------
 
-def _sessions_page(request: Request) -> Page:
-    s = services(request)
+async def _load_sessions(ss: SelfService, db: AsyncSession, session: BrowserSession) -> dict:
+    return {"active": "sessions", "sessions": await ss.sessions(db, session)}
 
-    async def load(db, session):
-        return {"active": "sessions", "sessions": await s.self_service.sessions(db, session)}
-    return Page("/account/sessions", "account_sessions.html", load)
+
+SESSIONS = Page("/account/sessions", "account_sessions.html", _load_sessions)
 
 
 @router.get("/account/sessions")
 async def sessions_page(request: Request) -> Response:
-    return await _show(request, _sessions_page(request))
+    return await _show(request, SESSIONS)
 
 
 @router.post("/account/sessions/end")
 async def session_end(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        own = await s.self_service.end_session(db, session, _field(form, "session", 64))
-        if own:  # this browser signed itself out
+    async def action(ss, db, session, form):
+        if await ss.end_session(db, session, _field(form, "session", 64)):  # this browser signed itself out
             response = _see("/account/sessions")
             clear_cookie(request, response, SESSION_COOKIE)
             return response
         return _see("/account/sessions?done=ended")
-    return await _act(request, "session_end", _sessions_page(request), action)
+    return await _act(request, "session_end", SESSIONS, action)
 
 
 @router.post("/account/sessions/end-others")
 async def sessions_end_others(request: Request) -> Response:
-    s = services(request)
-
-    async def action(db, session, form):
-        await s.self_service.end_other_sessions(db, session)
+    async def action(ss, db, session, form):
+        await ss.end_other_sessions(db, session)
         return _see("/account/sessions?done=ended_others")
-    return await _act(request, "sessions_end_others", _sessions_page(request), action)
+    return await _act(request, "sessions_end_others", SESSIONS, action)
