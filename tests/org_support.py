@@ -6,16 +6,29 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import func, select
 
 from idp.audit.service import Actor
 from idp.courier.models import CourierMessage
 from idp.keys.crypto import unseal
+from idp.orgs.errors import OrgError
 from idp.orgs.models import Membership
 from tests import secrets_registry
 
 ROLES = ("owner", "admin", "editor", "member")
+
+
+@contextmanager
+def refused(kind: type[OrgError], message: str):
+    """`pytest.raises` for exactly `kind` with `message`: `pytest.raises(OrgError)` alone would
+    also pass on a 404, 403 or 409 (its subclasses)."""
+    with pytest.raises(kind) as caught:
+        yield caught
+    assert type(caught.value) is kind
+    assert caught.value.message == message
 
 
 async def person(s, name: str = "Maija Meikäläinen", email: str | None = None) -> tuple[str, str]:

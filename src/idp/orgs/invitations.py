@@ -40,7 +40,7 @@ from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.orgs import permissions
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
-from idp.orgs.links import INVITATION_PREFIX, LinkGone, LinkNotFound, LinkTokens, expiry_text
+from idp.orgs.links import INVITATION_PREFIX, LinkGone, LinkNotFound, Links, expiry_text
 from idp.orgs.members import given_role, higher
 from idp.orgs.models import Invitation, Membership, Organisation
 from idp.ui.i18n import N_
@@ -76,15 +76,7 @@ class InvitationView:
     state: str  # pending | expired | accepted | revoked
 
     @classmethod
-    def of(cls, invitation: Invitation, org: Organisation, now: datetime) -> InvitationView:
-        if invitation.accepted_at is not None:
-            state = "accepted"
-        elif invitation.revoked_at is not None:
-            state = "revoked"
-        elif invitation.expires_at <= now:
-            state = "expired"
-        else:
-            state = "pending"
+    def of(cls, invitation: Invitation, org: Organisation, state: str) -> InvitationView:
         return cls(invitation.id, org.id, org.name, invitation.email, invitation.role,
                    invitation.created_at, invitation.expires_at, invitation.invited_by, state)
 
@@ -92,7 +84,7 @@ class InvitationView:
 class InvitationService:
     def __init__(self, services: Services, key: bytes) -> None:
         self.s = services
-        self.tokens = LinkTokens(key, INVITATION_PREFIX)
+        self.links = Links(Invitation, Invitation.revoked_at, "revoked", key, INVITATION_PREFIX)
 
     @property
     def ttl(self) -> timedelta:
@@ -115,12 +107,8 @@ class InvitationService:
             raise Conflict(ALREADY_MEMBER)
         now = utcnow()
         # One live invitation per address: the older link dies.
-        older = (await db.execute(select(Invitation.id).where(
-            Invitation.org_id == org.id, Invitation.email == address,
-            Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)))).scalars().all()
-        if older:
-            await db.execute(update(Invitation).where(Invitation.id.in_(older)).values(revoked_at=now))
-        token, token_hash = self.tokens.new()
+        older = await self.links.close_open(db, now, Invitation.org_id == org.id, Invitation.email == address)
+        token, token_hash = self.links.tokens.new()
         invitation = Invitation(org_id=org.id, email=address, role=role, token_hash=token_hash,
                                 invited_by=actor.id if actor.type == "user" else None,
                                 created_at=now, expires_at=now + self.ttl)
@@ -136,10 +124,7 @@ class InvitationService:
         """Withdraw a pending (or expired) invitation: its link stops working. Conflict when it
         was already accepted or revoked; OrgNotFound for an invitation of another organisation."""
         access, invitation = await self._pending(db, actor, org_ref, invitation_id)
-        done = await db.execute(update(Invitation).where(
-            Invitation.id == invitation.id, Invitation.accepted_at.is_(None),
-            Invitation.revoked_at.is_(None)).values(revoked_at=utcnow()))
-        if done.rowcount != 1:
+        if not await self.links.update_open(db, invitation.id, revoked_at=utcnow()):
             raise Conflict(NOT_PENDING)
         await self.s.audit.record(db, actor, "invitation.revoked", org_id=access.org.id,
                                   target_type="invitation", target_id=invitation.id,
@@ -149,12 +134,9 @@ class InvitationService:
                      locale: str | None = None) -> Invitation:
         """Send the invitation again with a new token and a new expiry; the old link is dead."""
         access, invitation = await self._pending(db, actor, org_ref, invitation_id)
-        token, token_hash = self.tokens.new()
-        now = utcnow()
-        done = await db.execute(update(Invitation).where(
-            Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None),
-        ).values(token_hash=token_hash, expires_at=now + self.ttl))
-        if done.rowcount != 1:
+        token, token_hash = self.links.tokens.new()
+        if not await self.links.update_open(db, invitation.id, token_hash=token_hash,
+                                            expires_at=utcnow() + self.ttl):
             raise Conflict(NOT_PENDING)
         await db.refresh(invitation)
         await self._send(db, actor, access.org, invitation, token, locale)
@@ -168,18 +150,39 @@ class InvitationService:
         (state "expired") so that an admin can resend them."""
         access = await self.s.orgs.require(db, actor, org_ref, "members.invite")
         rows = (await db.execute(select(Invitation).where(
-            Invitation.org_id == access.org.id, Invitation.accepted_at.is_(None),
-            Invitation.revoked_at.is_(None)).order_by(Invitation.created_at.desc(), Invitation.id))).scalars()
+            Invitation.org_id == access.org.id, *self.links.open()).order_by(
+            Invitation.created_at.desc(), Invitation.id))).scalars()
         now = utcnow()
-        return [InvitationView.of(invitation, access.org, now) for invitation in rows]
+        return [InvitationView.of(invitation, access.org, self.links.state(invitation, now)) for invitation in rows]
+
+    async def revoke_sent_by(self, db: AsyncSession, actor: Actor, org_id: str, inviter_id: str, *,
+                             role: str | None, reason: str) -> list[str]:
+        """Revoke the pending invitations `inviter_id` sent in the organisation that a member with
+        `role` may not give (all of them for `role` None: the inviter is no longer a member), each
+        with an "invitation.revoked" audit event saying why. Returns the revoked invitations' ids.
+        The caller holds the organisation's row lock (orgs/members.py)."""
+        pending = (await db.execute(select(Invitation).where(
+            Invitation.org_id == org_id, Invitation.invited_by == inviter_id, *self.links.open()))).scalars().all()
+        revoked = []
+        now = utcnow()
+        for invitation in pending:
+            if role is not None and permissions.allowed(role, "members.invite", new_role=invitation.role):
+                continue
+            if await self.links.update_open(db, invitation.id, revoked_at=now):
+                revoked.append(invitation.id)
+                await self.s.audit.record(db, actor, "invitation.revoked", org_id=org_id, target_type="invitation",
+                                          target_id=invitation.id,
+                                          before={"email": invitation.email, "role": invitation.role},
+                                          after={"reason": reason})
+        return revoked
 
     # ---- the invitee's side ---------------------------------------------------------------------
 
     async def peek(self, db: AsyncSession, token: str) -> InvitationView:
         """What the link's page shows, for whoever holds the link. LinkNotFound (404) for a token
         that never existed (or was replaced by a resend), LinkGone (410) for a spent one."""
-        invitation, org = await self._by_token(db, token)
-        view = InvitationView.of(invitation, org, utcnow())
+        invitation, org = await self.links.by_token(db, token)
+        view = InvitationView.of(invitation, org, self.links.state(invitation, utcnow()))
         if view.state != "pending":
             raise LinkGone(INVITATION_GONE)
         if not await self._inviter_may_still(db, invitation):
@@ -192,12 +195,12 @@ class InvitationService:
         (EMAIL_MISMATCH); nothing changes on any refusal."""
         if actor.type != "user" or not actor.id:
             raise Forbidden(SIGN_IN_FIRST)
-        invitation, _ = await self._by_token(db, token)
+        invitation, _ = await self.links.by_token(db, token)
         org = await self.s.orgs.get(db, invitation.org_id, lock=True)
         if org is None:
             raise LinkNotFound()
         await db.refresh(invitation)  # as it is now that we hold the lock
-        if InvitationView.of(invitation, org, utcnow()).state != "pending":
+        if self.links.state(invitation, utcnow()) != "pending":
             raise LinkGone(INVITATION_GONE)
         if not await self._inviter_may_still(db, invitation):
             raise LinkGone(INVITER_GONE)
@@ -206,12 +209,7 @@ class InvitationService:
             Identifier.value == invitation.email, Identifier.verified.is_(True)))).first()
         if verified is None:
             raise Forbidden(EMAIL_MISMATCH)
-        now = utcnow()
-        consumed = await db.execute(update(Invitation).where(
-            Invitation.id == invitation.id, Invitation.accepted_at.is_(None),
-            Invitation.revoked_at.is_(None), Invitation.expires_at > now,
-        ).values(accepted_at=now, accepted_by=actor.id))
-        if consumed.rowcount != 1:
+        if not await self.links.consume(db, invitation.id, utcnow(), accepted_by=actor.id):
             raise LinkGone(INVITATION_GONE)
         membership = await self.s.orgs.membership(db, org.id, actor.id)
         if membership is None:
@@ -266,15 +264,6 @@ class InvitationService:
         inviter = await self.s.orgs.membership(db, invitation.org_id, invitation.invited_by)
         return inviter is not None and permissions.allowed(inviter.role, "members.invite",
                                                            new_role=invitation.role)
-
-    async def _by_token(self, db: AsyncSession, token: object) -> tuple[Invitation, Organisation]:
-        token_hash = self.tokens.lookup_hash(token)
-        row = (await db.execute(select(Invitation, Organisation).join(
-            Organisation, Organisation.id == Invitation.org_id).where(
-            Invitation.token_hash == token_hash))).first() if token_hash else None
-        if row is None:
-            raise LinkNotFound()
-        return row[0], row[1]
 
     async def _send(self, db: AsyncSession, actor: Actor, org: Organisation, invitation: Invitation,
                     token: str, locale: str | None) -> None:

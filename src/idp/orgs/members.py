@@ -31,9 +31,8 @@ from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.oauth.grants.base import revoke_grant
 from idp.oauth.models import Grant
-from idp.orgs import permissions
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
-from idp.orgs.models import ROLES, Invitation, Membership, Organisation, OwnershipOffer, ProductAccess
+from idp.orgs.models import ROLES, Membership, Organisation, OwnershipOffer, ProductAccess
 from idp.orgs.permissions import rank
 from idp.ui.i18n import N_
 
@@ -122,8 +121,8 @@ class MemberService:
         await self.s.audit.record(db, actor, "member.role_changed", org_id=access.org.id, target_type="user",
                                   target_id=target.user_id, before={"role": before}, after={"role": role})
         if rank(role) > rank(before):  # a demotion: invitations the new role may not give die
-            await revoke_invitations_of(self.s, db, actor, access.org.id, target.user_id, role=role,
-                                        reason="inviter_demoted")
+            await self.s.orgs.invitations.revoke_sent_by(db, actor, access.org.id, target.user_id, role=role,
+                                                         reason="inviter_demoted")
         return target
 
     async def remove(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str) -> None:
@@ -182,39 +181,14 @@ class MemberService:
         for grant_id in grants:
             await revoke_grant(db, grant_id)
         # An ownership offer to someone who is no longer a member cannot be accepted.
-        await db.execute(update(OwnershipOffer).where(
-            OwnershipOffer.org_id == org.id, OwnershipOffer.to_user_id == user_id,
-            OwnershipOffer.accepted_at.is_(None), OwnershipOffer.withdrawn_at.is_(None),
-        ).values(withdrawn_at=utcnow()))
+        await self.s.orgs.ownership.links.close_open(
+            db, utcnow(), OwnershipOffer.org_id == org.id, OwnershipOffer.to_user_id == user_id)
         # Invitations they sent die with their membership.
-        await revoke_invitations_of(self.s, db, actor, org.id, user_id, role=None,
-                                    reason="inviter_removed" if action == "member.removed" else "inviter_left")
+        await self.s.orgs.invitations.revoke_sent_by(
+            db, actor, org.id, user_id, role=None,
+            reason="inviter_removed" if action == "member.removed" else "inviter_left")
         await db.execute(delete(Membership).where(Membership.id == membership.id))
         await self.s.audit.record(db, actor, action, org_id=org.id, target_type="user", target_id=user_id,
                                   before={"role": role},
                                   after={"product_access_removed": products, "grants_revoked": len(grants)})
 
-
-async def revoke_invitations_of(s: Services, db: AsyncSession, actor: Actor, org_id: str, inviter_id: str, *,
-                                role: str | None, reason: str) -> list[str]:
-    """Revoke the pending invitations `inviter_id` sent in the organisation that a member with
-    `role` may not give (all of them for `role` None: the inviter is no longer a member), each
-    with an "invitation.revoked" audit event saying why. Returns the revoked invitations' ids.
-    The caller holds the organisation's row lock."""
-    pending = (await db.execute(select(Invitation).where(
-        Invitation.org_id == org_id, Invitation.invited_by == inviter_id,
-        Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None)))).scalars().all()
-    doomed = [i for i in pending
-              if role is None or not permissions.allowed(role, "members.invite", new_role=i.role)]
-    revoked = []
-    now = utcnow()
-    for invitation in doomed:
-        done = await db.execute(update(Invitation).where(
-            Invitation.id == invitation.id, Invitation.accepted_at.is_(None),
-            Invitation.revoked_at.is_(None)).values(revoked_at=now))
-        if done.rowcount == 1:
-            revoked.append(invitation.id)
-            await s.audit.record(db, actor, "invitation.revoked", org_id=org_id, target_type="invitation",
-                                 target_id=invitation.id, before={"email": invitation.email, "role": invitation.role},
-                                 after={"reason": reason})
-    return revoked

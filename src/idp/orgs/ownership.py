@@ -28,7 +28,7 @@ from idp.accounts.models import User
 from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
-from idp.orgs.links import OFFER_PREFIX, LinkGone, LinkNotFound, LinkTokens, expiry_text
+from idp.orgs.links import OFFER_PREFIX, LinkGone, Links, expiry_text
 from idp.orgs.models import Membership, Organisation, OwnershipOffer
 from idp.ui.i18n import N_
 
@@ -60,28 +60,15 @@ class OfferView:
     state: str  # pending | expired | accepted | withdrawn
 
     @classmethod
-    def of(cls, offer: OwnershipOffer, org: Organisation, now: datetime) -> OfferView:
-        if offer.accepted_at is not None:
-            state = "accepted"
-        elif offer.withdrawn_at is not None:
-            state = "withdrawn"
-        elif offer.expires_at <= now:
-            state = "expired"
-        else:
-            state = "pending"
+    def of(cls, offer: OwnershipOffer, org: Organisation, state: str) -> OfferView:
         return cls(offer.id, org.id, org.name, offer.from_user_id, offer.to_user_id,
                    offer.created_at, offer.expires_at, state)
-
-
-def _pending(now: datetime):
-    return (OwnershipOffer.accepted_at.is_(None), OwnershipOffer.withdrawn_at.is_(None),
-            OwnershipOffer.expires_at > now)
 
 
 class OwnershipService:
     def __init__(self, services: Services, key: bytes) -> None:
         self.s = services
-        self.tokens = LinkTokens(key, OFFER_PREFIX)
+        self.links = Links(OwnershipOffer, OwnershipOffer.withdrawn_at, "withdrawn", key, OFFER_PREFIX)
 
     @property
     def ttl(self) -> timedelta:
@@ -103,8 +90,8 @@ class OwnershipService:
         if target.role == "owner":
             raise Conflict(ALREADY_OWNER)
         now = utcnow()
-        withdrawn = await self._withdraw_pending(db, org.id, now)
-        token, token_hash = self.tokens.new()
+        withdrawn = await self.links.close_open(db, now, OwnershipOffer.org_id == org.id)
+        token, token_hash = self.links.tokens.new()
         offer = OwnershipOffer(org_id=org.id, from_user_id=owner.user_id, to_user_id=target.user_id,
                                token_hash=token_hash, created_at=now, expires_at=now + self.ttl)
         db.add(offer)
@@ -125,7 +112,7 @@ class OwnershipService:
     async def withdraw(self, db: AsyncSession, actor: Actor, org_ref: str) -> None:
         """Withdraw the pending offer (its link stops working). Conflict when there is none."""
         access = await self.s.orgs.require(db, actor, org_ref, "ownership.transfer", lock=True)
-        withdrawn = await self._withdraw_pending(db, access.org.id, utcnow())
+        withdrawn = await self.links.close_open(db, utcnow(), OwnershipOffer.org_id == access.org.id)
         if not withdrawn:
             raise Conflict(NO_PENDING_OFFER)
         await self.s.audit.record(db, actor, "ownership.offer_withdrawn", org_id=access.org.id,
@@ -136,8 +123,8 @@ class OwnershipService:
         access = await self.s.orgs.require(db, actor, org_ref, "ownership.transfer")
         now = utcnow()
         offer = (await db.execute(select(OwnershipOffer).where(
-            OwnershipOffer.org_id == access.org.id, *_pending(now)))).scalars().first()
-        return OfferView.of(offer, access.org, now) if offer else None
+            OwnershipOffer.org_id == access.org.id, *self.links.live(now)))).scalars().first()
+        return OfferView.of(offer, access.org, "pending") if offer else None
 
     # ---- the member's side ----------------------------------------------------------------------
 
@@ -148,16 +135,15 @@ class OwnershipService:
         now = utcnow()
         rows = (await db.execute(select(OwnershipOffer, Organisation).join(
             Organisation, Organisation.id == OwnershipOffer.org_id).where(
-            OwnershipOffer.to_user_id == actor.id, *_pending(now)))).all()
-        return [OfferView.of(offer, org, now) for offer, org in rows]
+            OwnershipOffer.to_user_id == actor.id, *self.links.live(now)))).all()
+        return [OfferView.of(offer, org, "pending") for offer, org in rows]
 
     async def peek(self, db: AsyncSession, token: str) -> OfferView:
         """What the link's page shows. LinkNotFound (404) or LinkGone (410)."""
-        offer, org = await self._by_token(db, token)
-        view = OfferView.of(offer, org, utcnow())
-        if view.state != "pending":
+        offer, org = await self.links.by_token(db, token)
+        if self.links.state(offer, utcnow()) != "pending":
             raise LinkGone(OFFER_GONE)
-        return view
+        return OfferView.of(offer, org, "pending")
 
     async def accept(self, db: AsyncSession, actor: Actor, *, token: str | None = None,
                      offer_id: str | None = None) -> Membership:
@@ -169,7 +155,7 @@ class OwnershipService:
         if actor.type != "user" or not actor.id:
             raise Forbidden(SIGN_IN_FIRST)
         if token is not None:
-            offer, _ = await self._by_token(db, token)
+            offer, _ = await self.links.by_token(db, token)
             if offer.to_user_id != actor.id:
                 raise Forbidden(OFFER_NOT_YOURS)
         elif offer_id is not None:
@@ -179,13 +165,10 @@ class OwnershipService:
                 raise OrgNotFound()
         else:
             raise OrgError(NAME_ONE)
-        org = await self.s.orgs.find(db, offer.org_id, lock=True)
+        org = await self.s.orgs.get(db, offer.org_id, lock=True)
         if org is None:
             raise OrgNotFound()
-        now = utcnow()
-        consumed = await db.execute(update(OwnershipOffer).where(
-            OwnershipOffer.id == offer.id, *_pending(now)).values(accepted_at=now))
-        if consumed.rowcount != 1:
+        if not await self.links.consume(db, offer.id, utcnow()):
             raise LinkGone(OFFER_GONE)
         member = await self.s.orgs.membership(db, org.id, actor.id)
         if member is None:
@@ -204,22 +187,3 @@ class OwnershipService:
                                   before={"owner": owner.user_id, "new_owner_role": before},
                                   after={"owner": member.user_id, "old_owner_role": "admin", "offer": offer.id})
         return member
-
-    # ---- inside ----------------------------------------------------------------------------------
-
-    async def _withdraw_pending(self, db: AsyncSession, org_id: str, now: datetime) -> list[str]:
-        ids = (await db.execute(select(OwnershipOffer.id).where(
-            OwnershipOffer.org_id == org_id, OwnershipOffer.accepted_at.is_(None),
-            OwnershipOffer.withdrawn_at.is_(None)))).scalars().all()
-        if ids:
-            await db.execute(update(OwnershipOffer).where(OwnershipOffer.id.in_(ids)).values(withdrawn_at=now))
-        return list(ids)
-
-    async def _by_token(self, db: AsyncSession, token: object) -> tuple[OwnershipOffer, Organisation]:
-        token_hash = self.tokens.lookup_hash(token)
-        row = (await db.execute(select(OwnershipOffer, Organisation).join(
-            Organisation, Organisation.id == OwnershipOffer.org_id).where(
-            OwnershipOffer.token_hash == token_hash))).first() if token_hash else None
-        if row is None:
-            raise LinkNotFound()
-        return row[0], row[1]
