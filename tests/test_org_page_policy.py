@@ -189,6 +189,7 @@ async def test_a_full_session_of_the_owner_is_not_held(services, rp, browser):
     reply = await browser.post(f"/orgs/{handle}/members/role", data={"csrf_token": tokens["role"], "user": admin_id,
                                                                      "role": "editor"})
     assert reply.status_code == 303 and "done=role" in reply.headers["location"]
+    assert (await state_of(services, handle, admin_id))[2] == "editor"
 
 
 # ---- the other requirements ---------------------------------------------------------------------

@@ -19,14 +19,13 @@ from fastapi.responses import Response
 from idp.orgs.contacts import CONFIRM_PATH, ContactRequestInfo
 from idp.orgs.errors import OrgError
 from idp.ui.i18n import N_
+from idp.ui.orgs.contacts import KIND_NAMES
 from idp.ui.web import Csrf, error_page, render, services
 
 router = APIRouter(include_in_schema=False)
 
 FORM = "contact_request"
 FORM_EXPIRED = N_("The form expired. Open the link in the email again.")
-KIND_NAMES = {"admin": N_("Administrative contact"), "technical": N_("Technical contact"),
-              "billing": N_("Billing contact")}
 STATUS_TEXTS = {
     "expired": N_("This request has expired. Ask for a new one if the change is still wanted."),
     "completed": N_("This request is already completed."),

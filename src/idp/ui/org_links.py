@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from idp.accounts.models import Identifier
 from idp.audit.service import Actor
 from idp.orgs.errors import OrgError
 from idp.orgs.links import LinkGone, LinkNotFound
@@ -46,17 +44,16 @@ class LinkPage:
     template: str
     peek: Callable  # (services, db, token) -> view
     accept: Callable  # (services, db, actor, token) -> membership
-    context: Callable[..., Awaitable[dict]]  # (db, view, session) -> extra template values
+    context: Callable[..., Awaitable[dict]]  # (services, db, view, session) -> extra template values
 
 
-async def _invitation_context(db: AsyncSession, view, session) -> dict:
-    verified = (await db.execute(select(Identifier.value).where(
-        Identifier.user_id == session.user_id, Identifier.kind == "email",
-        Identifier.verified.is_(True)))).scalars().all()
-    return {"email_matches": view.email in verified, "invited_email": view.email}
+async def _invitation_context(s, db: AsyncSession, view, session) -> dict:
+    verified = {i.value for i in await s.self_service.identifiers(db, session) if i.kind == "email" and i.verified}
+    return {"email_matches": view.email in verified, "invited_email": view.email,
+            "role_name": ROLE_NAMES.get(view.role, "")}
 
 
-async def _offer_context(db: AsyncSession, view, session) -> dict:
+async def _offer_context(s, db: AsyncSession, view, session) -> dict:
     return {"for_me": view.to_user_id == session.user_id}
 
 
@@ -93,7 +90,7 @@ async def _show(request: Request, page: LinkPage, token: str, *, error: str | No
     async def work(db):
         view = await page.peek(s, db, token)
         session = await current_session(request, db)
-        return view, session, (await page.context(db, view, session) if session else {})
+        return view, session, (await page.context(s, db, view, session) if session else {})
 
     try:
         view, session, extra = await s.db.run(work)
@@ -102,8 +99,7 @@ async def _show(request: Request, page: LinkPage, token: str, *, error: str | No
     if session is None:
         return await _sign_in(request, page.base + token)
     return render(request, page.template, {
-        **extra, "view": view, "role_name": ROLE_NAMES.get(getattr(view, "role", ""), ""),
-        "action": page.base + token, "csrf_token": csrf.token(f"{session.id}|{page.name}"),
+        **extra, "view": view, "action": page.base + token, "csrf_token": csrf.token(f"{session.id}|{page.name}"),
         "error": error, "accepted": False,
     }, status_code=status_code, csrf=csrf)
 
@@ -137,21 +133,18 @@ async def _accept(request: Request, page: LinkPage, token: str) -> Response:
     })
 
 
-@router.get("/orgs/invitations/{token}")
-async def invitation_page(request: Request, token: str) -> Response:
-    return await _show(request, INVITATION, token)
+def _register(page: LinkPage) -> None:
+    """The link's page (GET) and its Accept button (POST), at `page.base` + the token."""
+
+    async def show(request: Request, token: str) -> Response:
+        return await _show(request, page, token)
+
+    async def accept(request: Request, token: str) -> Response:
+        return await _accept(request, page, token)
+
+    router.add_api_route(page.base + "{token}", show, methods=["GET"], name=f"{page.name}_page")
+    router.add_api_route(page.base + "{token}", accept, methods=["POST"], name=f"{page.name}_accept")
 
 
-@router.post("/orgs/invitations/{token}")
-async def invitation_accept(request: Request, token: str) -> Response:
-    return await _accept(request, INVITATION, token)
-
-
-@router.get("/orgs/ownership/{token}")
-async def ownership_page(request: Request, token: str) -> Response:
-    return await _show(request, OWNERSHIP, token)
-
-
-@router.post("/orgs/ownership/{token}")
-async def ownership_accept(request: Request, token: str) -> Response:
-    return await _accept(request, OWNERSHIP, token)
+_register(INVITATION)
+_register(OWNERSHIP)

@@ -40,7 +40,7 @@ from idp.flows.service import FlowError
 from idp.orgs import permissions
 from idp.orgs.claims import cap_org_role
 from idp.orgs.errors import Forbidden, OrgError, OrgNotFound
-from idp.orgs.models import Organisation, OwnershipOffer
+from idp.orgs.models import Organisation
 from idp.ratelimit.errors import RateLimited
 from idp.sessions.models import BrowserSession
 from idp.ui.i18n import N_, negotiate
@@ -239,12 +239,13 @@ async def _ctx(request: Request, db: AsyncSession) -> Ctx:
 
 async def _org_of(db: AsyncSession, ctx: Ctx, form_name: str | None, form) -> Organisation | None:
     """The organisation whose policy holds for this request: the offer's for accepting an
-    ownership offer (made to the caller), else the one in the path."""
+    ownership offer (a live one made to the caller; any other the service refuses), else the one
+    in the path."""
     s = ctx.s
     if form_name == "ownership_accept":
         offer_id = field_of(form, "offer", 64)
-        offer = await db.get(OwnershipOffer, offer_id) if ref_ok(offer_id) else None
-        return await s.orgs.find(db, offer.org_id) if offer is not None and offer.to_user_id == ctx.user_id else None
+        offer = next((o for o in await s.orgs.ownership.offers_for(db, ctx.actor) if o.id == offer_id), None)
+        return await s.orgs.find(db, offer.org_id) if offer is not None else None
     ref = ctx.request.path_params.get("ref")
     return await s.orgs.find(db, ref) if isinstance(ref, str) and ref_ok(ref) else None
 

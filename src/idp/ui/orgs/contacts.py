@@ -55,21 +55,19 @@ async def contact_request(request: Request, ref: str) -> Response:
     return await act(request, "contact_request", _page(request, ref), action)
 
 
+async def _on_request(request: Request, ref: str, form_name: str, done: str, call) -> Response:
+    """Withdraw or re-send the pending request named by the form (`call`: the service's method)."""
+    async def action(db, ctx, form):
+        await call(db, ctx.actor, field_of(form, "request", 64))
+        return _back(ref, done)
+    return await act(request, form_name, _page(request, ref), action)
+
+
 @router.post("/orgs/{ref}/contacts/withdraw")
 async def contact_withdraw(request: Request, ref: str) -> Response:
-    s = services(request)
-
-    async def action(db, ctx, form):
-        await s.contacts.withdraw(db, ctx.actor, field_of(form, "request", 64))
-        return _back(ref, "request_withdrawn")
-    return await act(request, "contact_withdraw", _page(request, ref), action)
+    return await _on_request(request, ref, "contact_withdraw", "request_withdrawn", services(request).contacts.withdraw)
 
 
 @router.post("/orgs/{ref}/contacts/resend")
 async def contact_resend(request: Request, ref: str) -> Response:
-    s = services(request)
-
-    async def action(db, ctx, form):
-        await s.contacts.resend(db, ctx.actor, field_of(form, "request", 64))
-        return _back(ref, "request_resent")
-    return await act(request, "contact_resend", _page(request, ref), action)
+    return await _on_request(request, ref, "contact_resend", "request_resent", services(request).contacts.resend)

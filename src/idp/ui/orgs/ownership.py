@@ -32,24 +32,26 @@ async def ownership_page(request: Request, ref: str) -> Response:
     return await show(request, _page(request, ref))
 
 
+async def _owner_act(request: Request, ref: str, form_name: str, done: str, call) -> Response:
+    """One owner's form of this page: `call(db, ctx, form)` (one service call), then back here."""
+    async def action(db, ctx, form):
+        await call(db, ctx, form)
+        return see(f"{org_path(ref, '/ownership')}?done={done}")
+    return await act(request, form_name, _page(request, ref), action)
+
+
 @router.post("/orgs/{ref}/ownership/offer")
 async def ownership_offer(request: Request, ref: str) -> Response:
-    s = services(request)
-
-    async def action(db, ctx, form):
-        await s.orgs.ownership.offer(db, ctx.actor, ref, field_of(form, "user", 64))
-        return see(f"{org_path(ref, '/ownership')}?done=offered")
-    return await act(request, "ownership_offer", _page(request, ref), action)
+    offer = services(request).orgs.ownership.offer
+    return await _owner_act(request, ref, "ownership_offer", "offered",
+                            lambda db, ctx, form: offer(db, ctx.actor, ref, field_of(form, "user", 64)))
 
 
 @router.post("/orgs/{ref}/ownership/withdraw")
 async def ownership_withdraw(request: Request, ref: str) -> Response:
-    s = services(request)
-
-    async def action(db, ctx, form):
-        await s.orgs.ownership.withdraw(db, ctx.actor, ref)
-        return see(f"{org_path(ref, '/ownership')}?done=withdrawn")
-    return await act(request, "ownership_withdraw", _page(request, ref), action)
+    withdraw = services(request).orgs.ownership.withdraw
+    return await _owner_act(request, ref, "ownership_withdraw", "withdrawn",
+                            lambda db, ctx, form: withdraw(db, ctx.actor, ref))
 
 
 @router.post("/orgs/{ref}/ownership/accept")

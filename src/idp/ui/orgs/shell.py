@@ -63,12 +63,14 @@ async def org_leave(request: Request, ref: str) -> Response:
     async def action(db, ctx, form):
         await s.orgs.members.leave(db, ctx.actor, ref)
         return see("/orgs?done=left")
-    return await act(request, "org_leave", _overview_page(request, ref), action)
+    return await act(request, "org_leave", overview_page_of(request, ref), action)
 
 
 # ---- overview ------------------------------------------------------------------------------------
 
-def _overview_page(request: Request, ref: str) -> Page:
+def overview_page_of(request: Request, ref: str) -> Page:
+    """The overview page (also the page an ownership accepted in the UI comes back to)."""
+
     async def load(db, ctx):
         access, context = await org_context(db, ctx, ref, "org.view", "overview")
         offers = await _offers_to_me(db, ctx)
@@ -76,13 +78,9 @@ def _overview_page(request: Request, ref: str) -> Page:
     return Page(org_path(ref), "orgs_overview.html", load)
 
 
-def overview_page_of(request: Request, ref: str) -> Page:
-    return _overview_page(request, ref)
-
-
 @router.get("/orgs/{ref}")
 async def overview_page(request: Request, ref: str) -> Response:
-    return await show(request, _overview_page(request, ref))
+    return await show(request, overview_page_of(request, ref))
 
 
 # ---- audit ---------------------------------------------------------------------------------------
