@@ -8,10 +8,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from idp.api.problems import Problem
+from idp.api.routes import router as api_router
 
 from idp.oauth.discovery import metadata_bytes
 from idp.oauth.routes import router as oauth_router
@@ -30,6 +35,7 @@ from idp.ui import i18n
 from idp.ui.web import error_page
 
 log = logging.getLogger("idp")
+API = "/api/"
 PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo", "/account", "/register", "/reset", "/orgs")
 
 
@@ -77,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(org_links_router)  # invitation and ownership-offer links; before orgs_router too
     app.include_router(orgs_router)
     app.include_router(registration_router)
+    app.include_router(api_router)
     if settings.demo:
         from idp.demo import router as demo_router
         app.include_router(demo_router)
@@ -105,12 +112,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         # A database outage is never "invalid credentials" and never a bare 500.
         log.error("database unavailable: %s", type(exc).__name__)
+        if request.url.path.startswith(API):
+            return Problem("service-unavailable", "try again in a moment",
+                           headers={"Retry-After": "5"}).response()
         if request.url.path.startswith(PAGES):
             return error_page(request, "The service is temporarily unavailable. Try again in a moment.",
                               status_code=503)
         return JSONResponse({"error": "temporarily_unavailable",
                              "error_description": "the service is temporarily unavailable"},
                             status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "5"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def not_found_or_not_allowed(request: Request, exc: StarletteHTTPException) -> Response:
+        # Unknown paths and methods under /api/ answer problem+json like the rest of the API.
+        if request.url.path.startswith(API) and exc.status_code in (404, 405):
+            return Problem("not-found" if exc.status_code == 404 else "method-not-allowed",
+                           headers=dict(exc.headers or {})).response()
+        return await http_exception_handler(request, exc)
 
     app.add_middleware(RequestContextMiddleware)
     configure_logging(settings.log_level, settings.log_json)

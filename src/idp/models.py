@@ -1,8 +1,10 @@
 """Imports every model so the metadata is complete (alembic autogenerate and checks)."""
 
 from idp.accounts.models import Identifier, User  # noqa: F401
+from idp.api.models import IdempotencyRecord  # noqa: F401
 from idp.audit.models import AuditEvent  # noqa: F401
 from idp.courier.models import CourierMessage  # noqa: F401
+from idp.events.models import WebhookDelivery, WebhookSubscription  # noqa: F401
 from idp.flows.models import AuthorizationFlow  # noqa: F401
 from idp.flows.recovery import PasswordResetFlow  # noqa: F401
 from idp.flows.registration import RegistrationFlow  # noqa: F401

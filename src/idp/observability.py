@@ -15,6 +15,8 @@ import sys
 import time
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# The caller's address, for the audit log (audit/service.py reads it; services never see a Request).
+client_ip_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_ip", default=None)
 access_log = logging.getLogger("idp.access")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -73,6 +75,8 @@ class RequestContextMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else secrets.token_hex(8)
         token = request_id_var.set(request_id)
+        client = scope.get("client")
+        ip_token = client_ip_var.set(client[0] if client else None)
         started = time.perf_counter()
         status = 500
 
@@ -95,3 +99,4 @@ class RequestContextMiddleware:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             }})
             request_id_var.reset(token)
+            client_ip_var.reset(ip_token)

@@ -27,6 +27,8 @@ class User(Base):
     password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # "sms" or "email": the person chose a code to a verified identifier as a second factor.
     code_second_factor: Mapped[str | None] = mapped_column(String(8))
+    # Disabled by an operator or integrator: no sign-in, no token, every session ended.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -20,6 +20,8 @@ class AuditEvent(Base):
     # "user" (a signed-in person), "operator" (the CLI), "client" (an integrator), "system".
     actor_type: Mapped[str] = mapped_column(String(16))
     actor_id: Mapped[str | None] = mapped_column(String(100))
+    client_id: Mapped[str | None] = mapped_column(String(100))  # the client the actor came through
+    ip: Mapped[str | None] = mapped_column(String(64))  # of the request that made the change
     org_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(64))  # e.g. "member.role_changed"
     target_type: Mapped[str | None] = mapped_column(String(32))

@@ -19,7 +19,7 @@ from idp.accounts.models import User
 from idp.keys.service import TokenInvalid, unverified_claims, verify_with_client_keys
 from idp.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from idp.oauth.models import Client, UsedClientAssertion
-from idp.orgs.models import Product
+from idp.orgs.models import Organisation, Product
 from idp.security import keyed_hash, random_token, same
 
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
@@ -55,6 +55,9 @@ class ClientSpec:
     client_id: str | None = None
     # The product (id or handle) the client belongs to: its sign-in then needs a licence.
     product: str | None = None
+    # The organisation (id or handle) an integrator client is bound to: the REST API then shows
+    # it that organisation only.
+    org: str | None = None
 
 
 def _check_redirect_uri(uri: str, native: bool) -> None:
@@ -141,6 +144,14 @@ class ClientService:
             if product is None:
                 raise ClientError(f"unknown product: {spec.product}")
             product_id = product.id
+        org_id = None
+        if spec.org is not None:
+            org = (await db.execute(select(Organisation).where(
+                (Organisation.id == spec.org) | (Organisation.handle == spec.org.lower())))).scalars().first() \
+                if len(spec.org) <= 64 and "\x00" not in spec.org else None
+            if org is None:
+                raise ClientError(f"unknown organisation: {spec.org}")
+            org_id = org.id
         # Only the secret methods get a secret: a private_key_jwt client's credential is its key.
         secret = random_token("idpcs_") if method in ("client_secret_basic", "client_secret_post") else None
         client = Client(
@@ -152,7 +163,7 @@ class ClientService:
             post_logout_redirect_uris=list(spec.post_logout_redirect_uris),
             grant_types=list(spec.grant_types), scopes=list(dict.fromkeys(spec.scopes)),
             first_party=spec.first_party, id_token_signed_response_alg=spec.id_token_signed_response_alg,
-            jwks=spec.jwks, product_id=product_id,
+            jwks=spec.jwks, product_id=product_id, org_id=org_id,
         )
         db.add(client)
         try:

@@ -29,6 +29,9 @@ class Client(Base):
     jwks: Mapped[dict | None] = mapped_column(JSON)  # public keys for private_key_jwt
     # The product this client belongs to (orgs/): its sign-in needs the member's product access.
     product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))
+    # An integrator client bound to one organisation (a business customer's own integration):
+    # the REST API shows it that organisation only, and 404 for everything else.
+    org_id: Mapped[str | None] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
