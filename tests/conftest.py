@@ -116,7 +116,7 @@ def settings(database_url, tmp_path_factory) -> Settings:
         argon2_memory_kib=1024, argon2_time_cost=1, log_json=True, key_cache_seconds=0.0,
         # The shared app sends nothing: courier tests start their own worker against a real SMTP
         # server, and the suite must never write a dev outbox into the working tree.
-        courier_in_process=False,
+        courier_in_process=False, webhooks_in_process=False,
         # Every test browser comes from 127.0.0.1: per-IP limits sized for real traffic would
         # throttle the suite itself. The limits are tested with their defaults in apps of their own.
         rate_limits={"login_per_ip": "100000/minute", "sms_per_ip": "100000/minute",

@@ -145,7 +145,7 @@ class _Hanging:
 
 async def test_a_send_that_hangs_at_shutdown_is_cancelled_and_the_message_retried_later(
         settings, smtp, caplog, monkeypatch):
-    monkeypatch.setattr(idp.app, "COURIER_STOP_GRACE", 0.2)
+    monkeypatch.setattr(idp.app, "WORKER_STOP_GRACE", 0.2)
     app = create_app(_worker_settings(settings, smtp))
     hanging = _Hanging()
     async with app.router.lifespan_context(app):
@@ -158,7 +158,7 @@ async def test_a_send_that_hangs_at_shutdown_is_cancelled_and_the_message_retrie
     assert time.monotonic() - started < 5
     assert task.cancelled()
     gc.collect()
-    assert "courier round still running at shutdown; cancelled" in caplog.text
+    assert "courier worker round still running at shutdown; cancelled" in caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     row = await _row(settings, message_id)
     assert (row.state, row.attempts) == ("queued", 1)  # leased: another worker retries it later

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from idp.api.openapi import install_docs
 from idp.api.problems import Problem
 from idp.api.routes import router as api_router
 
@@ -39,7 +40,7 @@ API = "/api/"
 PAGES = ("/login", "/consent", "/logout", "/authorize", "/_demo", "/account", "/register", "/reset", "/orgs")
 
 
-COURIER_STOP_GRACE = 10.0  # seconds a round in progress may finish at shutdown before it is cancelled
+WORKER_STOP_GRACE = 10.0  # seconds a round in progress may finish at shutdown before it is cancelled
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -66,11 +67,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                              stop=courier_stop), name="idp-courier")
             log.info("courier worker started in process")
         app.state.courier_task = courier_task
+        webhook_stop = asyncio.Event()
+        webhook_task = None
+        if settings.webhooks_in_process:
+            webhook_task = asyncio.create_task(
+                services.webhooks.run_forever(services.db, interval=settings.webhook_poll_seconds,
+                                              stop=webhook_stop), name="idp-webhooks")
         try:
             yield
         finally:
+            if webhook_task is not None:
+                await _stop_worker(webhook_task, webhook_stop, "webhook worker")
             if courier_task is not None:
-                await _stop_worker(courier_task, courier_stop)
+                await _stop_worker(courier_task, courier_stop, "courier worker")
             await services.close()
 
     app = FastAPI(title="idp", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -84,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(orgs_router)
     app.include_router(registration_router)
     app.include_router(api_router)
+    install_docs(app)
     if settings.demo:
         from idp.demo import router as demo_router
         app.include_router(demo_router)
@@ -135,15 +145,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-async def _stop_worker(task: asyncio.Task, stop: asyncio.Event) -> None:
+async def _stop_worker(task: asyncio.Task, stop: asyncio.Event, name: str) -> None:
     """Let the round in progress finish (a message half sent is only retried after its lease);
     cancel it if it takes longer than the grace period. Never raises: shutdown must go on."""
     stop.set()
     try:
-        await asyncio.wait_for(asyncio.shield(task), timeout=COURIER_STOP_GRACE)
+        await asyncio.wait_for(asyncio.shield(task), timeout=WORKER_STOP_GRACE)
     except asyncio.TimeoutError:
-        log.warning("courier round still running at shutdown; cancelled (its messages are retried "
-                    "after their lease)")
+        log.warning("%s round still running at shutdown; cancelled (its work is retried after its "
+                    "lease)", name)
         task.cancel()
         try:
             await task
@@ -153,5 +163,5 @@ async def _stop_worker(task: asyncio.Task, stop: asyncio.Event) -> None:
         task.cancel()
         raise
     except Exception:  # noqa: BLE001 - run_forever catches its own errors; this is belt and braces
-        log.exception("courier worker ended with an error")
-    log.info("courier worker stopped")
+        log.exception("%s ended with an error", name)
+    log.info("%s stopped", name)

@@ -118,6 +118,9 @@ class Services:
         from idp.audit.service import AuditLog
         from idp.orgs.service import OrgService
         self.audit = AuditLog()
+        from idp.events.service import WebhookService  # webhooks: the outbox every audit event feeds
+        self.webhooks = WebhookService(derive_key(kek, "webhook-secret"))
+        self.audit.listeners.append(self.webhooks.enqueue_for_event)
         self.orgs = OrgService(self, derive_key(kek, "org-links"))  # + members, invitations, ownership
         from idp.orgs.policy import OrgPolicyService  # sign-in policies and the floor (orgs/policy.py)
         self.org_policies = OrgPolicyService(self)

@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     courier_in_process: bool = True
     courier_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due messages
 
+    # ---- Webhooks (events/) ---------------------------------------------------------------------
+    # Run the webhook delivery worker in the server process (many nodes may; claims are atomic).
+    webhooks_in_process: bool = True
+    webhook_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due deliveries
+
     # ---- Organisations (orgs/) --------------------------------------------------------------------
     # How long an emailed invitation link and an ownership-transfer offer stay valid.
     invitation_ttl: int = Field(7 * 24 * 3600, ge=60)
