@@ -253,7 +253,10 @@ async def test_a_client_and_user_made_with_the_cli_can_sign_in(cli):
 
     settings = Settings(issuer=ISSUER, database_url=cli["IDP_DATABASE_URL"],
                         dev_key_dir=Path(cli["IDP_DEV_KEY_DIR"]), argon2_memory_kib=1024,
-                        argon2_time_cost=1, key_cache_seconds=0.0)
+                        argon2_time_cost=1, key_cache_seconds=0.0,
+                        # No background workers: this test blocks its event loop on `idp keys
+                        # list`, and a worker holding SQLite's write lock meanwhile would block it.
+                        courier_in_process=False, webhooks_in_process=False)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         rp = RelyingParty(app, app.state.services)
@@ -270,6 +273,10 @@ async def test_a_client_and_user_made_with_the_cli_can_sign_in(cli):
             # Basic auth is not this client's registered method.
             wrong = await rp.exchange(http, client, result, auth="basic")
             assert wrong.status_code in (400, 401)
+        services = app.state.services
+        events = await services.db.run(lambda db: services.audit.events(db, action="user.created"))
+        [created] = [event for event in events if event.target_id == claims["sub"]]
+        assert created.actor_type == "operator" and PASSWORD not in json.dumps(created.after)
 
 
 # ---- the migration chain -----------------------------------------------------------------------
@@ -363,3 +370,39 @@ def test_serve_alone_on_a_fresh_sqlite_file_migrates_and_answers(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# ---- integrator clients: bound to an organisation, secret rotation, deletion -------------------
+
+def test_clients_add_binds_to_an_org_rotates_its_secret_and_deletes_it(cli):
+    email = f"cli-{secrets.token_hex(4)}@example.com"
+    ok(idp(cli, "users", "add", "--email", email, "--password", PASSWORD, "--json"))
+    handle = f"acme-{secrets.token_hex(3)}"
+    org = json.loads(ok(idp(cli, "orgs", "add", "--name", "Acme Oy", "--handle", handle, "--owner", email,
+                            "--json")).stdout)
+    machine = ["clients", "add", "--name", "HR sync", "--grant-type", "client_credentials",
+               "--scope", "idp:orgs:read", "--scope", "idp:orgs:write", "--json"]
+    shown = json.loads(ok(idp(cli, *machine, "--org", handle)).stdout)
+    assert shown["org_id"] == org["id"] and shown["scopes"] == ["idp:orgs:read", "idp:orgs:write"]
+    assert shown["client_secret"] and "secret_hash" not in shown
+    table = ok(idp(cli, "clients", "list")).stdout
+    assert "organisation" in table and org["id"] in table
+
+    failed(idp(cli, *machine, "--org", "no-such-org"), "unknown organisation: no-such-org")
+    failed(idp(cli, "clients", "add", "--name", "Bad", "--grant-type", "client_credentials",
+               "--scope", "idp:everything"), "unknown API scope: idp:everything")
+
+    rotated = json.loads(ok(idp(cli, "clients", "rotate-secret", shown["client_id"], "--json")).stdout)
+    assert rotated["client_id"] == shown["client_id"]
+    assert rotated["client_secret"] and rotated["client_secret"] != shown["client_secret"]
+    assert shown["client_id"] in ok(idp(cli, "clients", "delete", shown["client_id"])).stdout
+    listed = json.loads(ok(idp(cli, "clients", "list", "--json")).stdout)
+    assert shown["client_id"] not in {c["client_id"] for c in listed}
+    failed(idp(cli, "clients", "delete", shown["client_id"]), f"no client {shown['client_id']!r}")
+    failed(idp(cli, "clients", "rotate-secret", shown["client_id"]), "no client")
+
+
+def test_a_public_client_has_no_secret_to_rotate(cli):
+    shown = json.loads(ok(idp(cli, "clients", "add", "--name", "SPA", "--public",
+                              "--redirect-uri", "https://spa.example/cb", "--json")).stdout)
+    failed(idp(cli, "clients", "rotate-secret", shown["client_id"]), "this client has no secret")

@@ -283,6 +283,9 @@ NOTICE_PARAMS["org_invitation"] = NOTICE_PARAMS["ownership_offer"] = {
 # Organisation usernames (orgs/usernames.py).
 NOTICE_PARAMS["org_username"] = {"organisation": "Acme Oy", "username": "maija.meikalainen@acme-oy",
                                  "password": "7K3M-Q9XD-2RFA-W8NP", "hours": 168}
+# Password reset links an integrator asks for (flows/reset_links.py).
+NOTICE_PARAMS["password_reset_link"] = {"url": "https://idp.example/reset/link/idprst_x",
+                                        "expires": "2030-01-31 12:00 UTC"}
 
 # Contact-change requests (orgs/contacts.py): the same sample values that module's tests use.
 from tests.test_org_contacts import CONTACT_NOTICE_PARAMS  # noqa: E402

@@ -108,6 +108,52 @@ async def test_a_database_outage_is_a_503_never_invalid_credentials(settings):
         assert "Incorrect email or password" not in login.text
 
 
+async def test_a_database_refusing_a_value_is_a_client_error_never_an_outage(settings):
+    """A value the database refuses (SQLSTATE class 22: too long, NUL, not a number) or a
+    constraint (class 23) that escapes a route is bad input or a bug, not an outage: no 503 and
+    no Retry-After, which would have a client retry it for ever. asyncpg reports class 22 as a
+    plain DBAPIError, so routes that run real failing statements stand in for such a bug."""
+    from sqlalchemy import text
+    from starlette.routing import Route
+
+    from idp.accounts.models import User
+    from tests.api_support import assert_problem
+
+    application = create_app(settings)
+    postgres = settings.database_url.startswith("postgresql")
+
+    async def bad_value(request):  # PostgreSQL: 22P02 invalid_text_representation
+        services = request.app.state.services
+        await services.db.run(lambda db: db.execute(text("SELECT CAST('x' AS INTEGER)")))
+
+    async def duplicate(request):  # both databases: users.id is the primary key
+        async def twice(db):
+            for _ in range(2):
+                db.add(User(id="duplicate-probe", email=None))
+                await db.flush()
+        await request.app.state.services.db.run(twice)
+
+    prefixes = ("/api/v1/probe", "/account/probe", "/probe")  # the API, a page, the OAuth endpoints
+    for prefix in prefixes:  # first, so that no route of the app's own answers for them
+        application.router.routes[:0] = [Route(f"{prefix}/value", bad_value), Route(f"{prefix}/duplicate", duplicate)]
+    replies = {}
+    async with application.router.lifespan_context(application):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=ISSUER) as client:
+            for prefix in prefixes:
+                for what in (("value", "duplicate") if postgres else ("duplicate",)):
+                    replies[prefix, what] = await client.get(f"{prefix}/{what}")
+    for (prefix, what), reply in replies.items():
+        assert "retry-after" not in reply.headers, (prefix, what, reply.status_code)
+        if prefix.startswith("/api/"):
+            assert_problem(reply, *((422, "validation-error") if what == "value" else (409, "conflict")))
+        elif prefix.startswith("/account"):
+            assert reply.status_code == 400 and reply.headers["content-type"].startswith("text/html")
+            assert "The request could not be processed." in reply.text
+        else:
+            assert reply.status_code == 400 and reply.json()["error"] == "invalid_request"
+            assert reply.headers["cache-control"] == "no-store"
+
+
 async def test_readyz_answers_in_bounded_time_when_the_database_hangs(settings):
     async with silent_server() as port:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/none"

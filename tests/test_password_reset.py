@@ -253,3 +253,29 @@ async def test_an_account_with_only_a_phone_number_resets_by_sms(browser, s, gat
     assert done.status_code == 200, done.text
     await until(lambda: len(gateway.to(number)) >= 2)  # "changed", by SMS: there is no email
     assert "changed" in gateway.to(number)[1]["text"]
+
+
+async def test_a_disabled_account_gets_no_new_password_by_code(browser, rp, s, smtp):
+    """Disabling ends every reset under way (tests/api/test_api_password_reset.py); one begun
+    afterwards is refused at the last step, in the person's language, and changes nothing."""
+    from sqlalchemy import update
+
+    from idp.accounts.models import User
+    from idp.db import utcnow
+    from idp.flows.recovery import PasswordResetFlow
+
+    email, user_id = await rp.user()
+    await s.db.run(lambda db: db.execute(update(User).where(User.id == user_id).values(disabled_at=utcnow())))
+    before = await s.db.run(lambda db: db.scalar(select(User.password_hash).where(User.id == user_id)))
+    browser.headers["Accept-Language"] = "fi"
+    reply = await start_reset(browser, email)
+    code = await emailed_code(smtp, email, warning="ei ole salasana")
+    reply = await submit_code(browser, reply.headers["location"], code)
+    refused = await submit_password(browser, reply.headers["location"], NEW_PASSWORD)
+    assert refused.status_code == 400 and "Tämä tili on poistettu käytöstä." in refused.text
+    assert await s.db.run(lambda db: db.scalar(select(User.password_hash).where(User.id == user_id))) == before
+    states = await s.db.run(lambda db: db.scalars(select(PasswordResetFlow.state).where(
+        PasswordResetFlow.user_id == user_id)))
+    assert list(states) == ["code_verified"]
+    await asyncio.sleep(0.3)
+    assert len(smtp.to(email)) == 1  # the code; no "your password was changed"

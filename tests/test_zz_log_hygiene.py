@@ -25,10 +25,12 @@ from tests.conftest import LOG_CAPTURE
 from tests.token_support import OFFLINE
 
 # security.random_token prefixes that are bearer secrets: authorization codes, refresh tokens,
-# client secrets, browser-session cookies. (idpc_ is a client_id: public.)
+# client secrets, browser-session cookies, invitation/ownership/contact/reset link tokens, webhook
+# secrets. (idpc_ is a client_id: public.)
 TOKEN_SHAPES = re.compile(
-    r"idp(?:ac|rt|cs|s)_[A-Za-z0-9_-]{16,}"
+    r"idp(?:ac|rt|cs|s|inv|own|cc|rst)_[A-Za-z0-9_-]{16,}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
+    r"|whsec_[A-Za-z0-9+/=]{16,}"  # webhook signing secrets
 )
 
 

@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -120,6 +120,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(OSError)
     async def database_unavailable(request: Request, exc: Exception) -> Response:
+        refused = _refusal_kind(exc)
+        if refused is not None:
+            return _value_refused(request, exc, refused)
         # A database outage is never "invalid credentials" and never a bare 500.
         log.error("database unavailable: %s", type(exc).__name__)
         if request.url.path.startswith(API):
@@ -132,6 +135,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                              "error_description": "the service is temporarily unavailable"},
                             status_code=503, headers={"Cache-Control": "no-store", "Retry-After": "5"})
 
+    def _value_refused(request: Request, exc: Exception, refused: str) -> Response:
+        # Not an outage: the database refused a value or a constraint. The same request gets the
+        # same answer, so no 503 and no Retry-After (a client would retry it for ever). Input that
+        # reaches the database unchecked is a bug: logged by kind, never by value.
+        log.warning("database refused a value: %s (%s)", type(exc).__name__,
+                    type(getattr(exc, "orig", None)).__name__)
+        if request.url.path.startswith(API):
+            if refused == "conflict":
+                return Problem("conflict", "the request conflicts with the current state").response()
+            return Problem("validation-error", "a value is not valid or too long").response()
+        if request.url.path.startswith(PAGES):
+            return error_page(request, "The request could not be processed. Check what you entered and try again.",
+                              status_code=400)
+        return JSONResponse({"error": "invalid_request", "error_description": "a value in the request is not valid"},
+                            status_code=400, headers={"Cache-Control": "no-store"})
+
     @app.exception_handler(StarletteHTTPException)
     async def not_found_or_not_allowed(request: Request, exc: StarletteHTTPException) -> Response:
         # Unknown paths and methods under /api/ answer problem+json like the rest of the API.
@@ -143,6 +162,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     configure_logging(settings.log_level, settings.log_json)
     return app
+
+
+def _refusal_kind(exc: Exception) -> str | None:
+    """What the database refused, if it refused the statement itself: "invalid" for its data
+    (SQLSTATE class 22: too long, NUL, out of range) or "conflict" for a constraint (class 23).
+    None for anything else, an outage included.
+    asyncpg's data errors reach SQLAlchemy as a plain DBAPIError, so the SQLSTATE decides."""
+    if not isinstance(exc, DBAPIError) or exc.connection_invalidated:
+        return None
+    if isinstance(exc, IntegrityError):
+        return "conflict"
+    if isinstance(exc, DataError):
+        return "invalid"
+    state = str(getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or "")
+    return {"22": "invalid", "23": "conflict"}.get(state[:2])
 
 
 async def _stop_worker(task: asyncio.Task, stop: asyncio.Event, name: str) -> None:

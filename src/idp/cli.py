@@ -102,9 +102,13 @@ def clients_add(
     id_token_alg: Annotated[str, typer.Option(help="RS256, ES256, Ed25519 or EdDSA")] = "RS256",
     jwks_file: Annotated[Optional[Path], typer.Option(help="Client public keys for private_key_jwt")] = None,
     client_id: Annotated[Optional[str], typer.Option(help="Choose the client_id (default: random)")] = None,
+    org: Annotated[Optional[str], typer.Option(help=(
+        "Bind an integrator client to this organisation (handle or id): the REST API then shows "
+        "it that organisation only"))] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the client, with its secret, as JSON")] = False,
 ) -> None:
-    """Register a client. Its secret is printed once and only a keyed hash is stored."""
+    """Register a client. Its secret is printed once and only a keyed hash is stored. API scopes
+    (idp:orgs:write, ...) are given with --scope, with --grant-type client_credentials."""
     from idp.oauth.clients import ClientError, ClientSpec
 
     spec = ClientSpec(
@@ -112,7 +116,7 @@ def clients_add(
         public=public, token_endpoint_auth_method=auth_method, first_party=first_party,
         id_token_signed_response_alg=id_token_alg, client_id=client_id,
         application_type="native" if native else None,
-        jwks=json.loads(jwks_file.read_text()) if jwks_file else None,
+        jwks=json.loads(jwks_file.read_text()) if jwks_file else None, org=org,
     )
     if grant_type:
         spec.grant_types = grant_type
@@ -131,14 +135,9 @@ def clients_add(
 
 
 def _client_dict(client) -> dict:
-    return {
-        "client_id": client.client_id, "name": client.name, "client_type": client.client_type,
-        "application_type": client.application_type,
-        "token_endpoint_auth_method": client.token_endpoint_auth_method,
-        "redirect_uris": client.redirect_uris, "post_logout_redirect_uris": client.post_logout_redirect_uris,
-        "grant_types": client.grant_types, "scopes": client.scopes, "first_party": client.first_party,
-        "id_token_signed_response_alg": client.id_token_signed_response_alg,
-    }
+    from idp.oauth.clients import registration
+
+    return registration(client)  # never the secret or its hash
 
 
 @clients_app.command("list")
@@ -148,11 +147,62 @@ def clients_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
     if as_json:
         print(json.dumps([_client_dict(c) for c in clients], indent=2))
         return
-    table = Table("client_id", "name", "type", "auth method", "first party", "redirect URIs")
+    table = Table("client_id", "name", "type", "auth method", "first party", "organisation", "redirect URIs")
     for c in clients:
         table.add_row(c.client_id, c.name, c.client_type, c.token_endpoint_auth_method,
-                      "yes" if c.first_party else "no", "\n".join(c.redirect_uris))
+                      "yes" if c.first_party else "no", c.org_id or "", "\n".join(c.redirect_uris))
     console.print(table)
+
+
+def _client_change(client_id: str, change):
+    """Run `change(services, db, client)` on an existing client; a refusal is one line."""
+    from idp.oauth.clients import ClientError
+
+    async def work(s, db):
+        client = await s.clients.get(db, client_id, for_update=True)
+        return None if client is None else await change(s, db, client)
+
+    try:
+        result = _with_services(work)
+    except ClientError as exc:
+        _fail(str(exc))
+    if result is None:
+        _fail(f"no client {client_id!r}")
+    return result
+
+
+@clients_app.command("delete")
+def clients_delete(client_id: Annotated[str, typer.Argument(metavar="CLIENT_ID")]) -> None:
+    """Delete a client: its grants, refresh tokens and consents go too, and its access tokens
+    stop working."""
+    from idp.audit.service import Actor
+
+    async def delete(s, db, client):
+        await s.clients.delete(db, client, actor=Actor.operator())
+        return True
+
+    _client_change(client_id, delete)
+    console.print(f"deleted client {client_id}", markup=False, highlight=False)
+
+
+@clients_app.command("rotate-secret")
+def clients_rotate_secret(
+    client_id: Annotated[str, typer.Argument(metavar="CLIENT_ID")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the client, with its new secret, as JSON")] = False,
+) -> None:
+    """Give a client a new secret, printed once; the old one stops working now."""
+    from idp.audit.service import Actor
+
+    async def rotate(s, db, client):
+        return _client_dict(client) | {"client_secret": await s.clients.rotate_secret(
+            db, client, actor=Actor.operator())}
+
+    shown = _client_change(client_id, rotate)
+    if as_json:
+        print(json.dumps(shown, indent=2))
+    else:
+        for key, value in shown.items():
+            console.print(f"[bold]{key}[/bold]: {value}")
 
 
 @users_app.command("add")
@@ -166,13 +216,16 @@ def users_add(
 ) -> None:
     """Create an account with a verified email (and optionally a verified phone) and a password."""
     from idp.accounts.service import AccountError
+    from idp.audit.service import Actor
 
     async def create(s, db):
-        created = await s.accounts.create_user(db, email=email, password=password, name=name)
-        number = None
-        if phone is not None:
-            number = (await s.accounts.add_identifier(db, created, "phone", phone, verified=True)).value
-        return created, number
+        if await s.accounts.find_by_email(db, email) is not None:
+            raise AccountError("an account with this email exists")
+        view = await s.account_admin.create(  # the same rules and audit event as the REST API
+            db, Actor.operator(), email=email, email_verified=True, password=password, name=name,
+            phone=phone, phone_verified=phone is not None)
+        number = next((i.value for i in view.identifiers if i.kind == "phone"), None)
+        return view.user, number
 
     try:
         user, number = _with_services(create)
@@ -203,12 +256,14 @@ def users_temp_password(
     (a week by default), must be changed at the next sign-in, and ends every session and token
     of the account now. The password is printed only with --show."""
     from idp.accounts.service import AccountError
+    from idp.audit.service import Actor
 
     async def work(s, db):
         user = await s.accounts.find_by_login(db, login)
         if user is None:
             return None, None
-        chosen = await s.temporary_passwords.set(db, user, via=via.value, password=password)
+        chosen = await s.temporary_passwords.set(db, user, via=via.value, password=password,
+                                                 actor=Actor.operator())
         return chosen, await s.temporary_passwords.destination(db, user, via.value)
 
     from idp.accounts.temporary import masked
@@ -242,7 +297,9 @@ def keys_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Start signing with the published next keys; keep the old ones until their tokens expire."""
-    promoted = _with_services(lambda s, db: s.keyring.rotate(db))
+    from idp.audit.service import Actor
+
+    promoted = _with_services(lambda s, db: s.keyring.rotate(db, actor=Actor.operator()))
     for key in promoted:
         console.print(f"{key.alg}: now signing with {key.kid}")
 
@@ -270,6 +327,25 @@ app.add_typer(courier_app, name="courier")
 def courier_run() -> None:
     """Deliver queued messages in the foreground until Ctrl-C (a dedicated worker process; run
     the servers with IDP_COURIER_IN_PROCESS=false then). Any number may run at once."""
+    _run_worker("courier", lambda s, stop: s.courier.run_forever(
+        s.db, interval=s.settings.courier_poll_seconds, stop=stop))
+
+
+webhooks_app = typer.Typer(help="Webhook delivery.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
+
+
+@webhooks_app.command("run")
+def webhooks_run() -> None:
+    """Deliver webhook events in the foreground until Ctrl-C (a dedicated worker process; run the
+    servers with IDP_WEBHOOKS_IN_PROCESS=false then). Any number may run at once."""
+    _run_worker("webhooks", lambda s, stop: s.webhooks.run_forever(
+        s.db, interval=s.settings.webhook_poll_seconds, stop=stop))
+
+
+def _run_worker(name: str, run) -> None:
+    """Run one outbox worker until SIGINT/SIGTERM; it stops after the round in progress, so
+    nothing is left half sent."""
     import logging
     import signal
 
@@ -278,6 +354,7 @@ def courier_run() -> None:
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
+    log = logging.getLogger(f"idp.{name}")
 
     async def main() -> None:
         services = Services(settings)
@@ -285,14 +362,12 @@ def courier_run() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        logging.getLogger("idp.courier").info("courier worker started")
+        log.info("%s worker started", name)
         try:
-            # Stops after the round in progress: nothing is left half sent.
-            await services.courier.run_forever(services.db, interval=settings.courier_poll_seconds,
-                                               stop=stop)
+            await run(services, stop)
         finally:
             await services.close()
-        logging.getLogger("idp.courier").info("courier worker stopped")
+        log.info("%s worker stopped", name)
 
     asyncio.run(main())
 

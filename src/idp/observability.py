@@ -21,7 +21,7 @@ access_log = logging.getLogger("idp.access")
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Single-use link tokens travel in the path (/orgs/invitations/idpinv_...): logged as "idpinv_…".
-_PATH_SECRETS = re.compile(r"(idp(?:inv|own|cc)_)[A-Za-z0-9_-]+")
+_PATH_SECRETS = re.compile(r"(idp(?:inv|own|cc|rst)_)[A-Za-z0-9_-]+")
 # Every response is a page, a redirect or protocol JSON: none may be framed (RFC 9700 §4.16).
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),

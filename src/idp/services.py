@@ -45,6 +45,9 @@ class Services:
         self._background: set[asyncio.Task] = set()  # fire-and-forget work that must not be collected
         kek = settings.key_encryption_key()
         self.csrf_key = derive_key(kek, "csrf")
+        # The REST API's stored first responses (api/http.py) may hold a new client or webhook
+        # secret: sealed at rest like every other secret.
+        self.idempotency_key = derive_key(kek, "idempotency-record")
         self.db = Database(settings.database_url, pool_size=settings.db_pool_size,
                            pool_timeout=settings.db_pool_timeout,
                            statement_timeout=settings.db_statement_timeout)
@@ -68,6 +71,8 @@ class Services:
         self.phones = PhonePolicy(settings.default_phone_region, settings.sms_allowed_country_codes)
         self.accounts = AccountService(self.hasher, self.password_policy, self.phones)
         self.temporary_passwords = TemporaryPasswordService(self)
+        from idp.accounts.admin import AccountAdmin  # accounts as the REST API manages them
+        self.account_admin = AccountAdmin(self)
         # Second factors (mfa/): TOTP secrets sealed, recovery codes HMACed, each under its own key.
         self.factors = SecondFactorService(
             TotpService(derive_key(kek, "totp"), issuer=settings.totp_issuer),
@@ -118,9 +123,17 @@ class Services:
         from idp.audit.service import AuditLog
         from idp.orgs.service import OrgService
         self.audit = AuditLog()
-        from idp.events.service import WebhookService  # webhooks: the outbox every audit event feeds
-        self.webhooks = WebhookService(derive_key(kek, "webhook-secret"))
+        from idp.events.service import Limits, WebhookService  # webhooks: the outbox every audit event feeds
+        self.webhooks = WebhookService(derive_key(kek, "webhook-secret"), self.audit, Limits(
+            allow_http_loopback=settings.webhook_allow_http_loopback,
+            timeout_seconds=settings.webhook_timeout_seconds, max_attempts=settings.webhook_max_attempts,
+            backoff_seconds=settings.webhook_backoff_seconds,
+            backoff_max_seconds=settings.webhook_backoff_max_seconds,
+            lease_seconds=settings.webhook_lease_seconds, disable_after=settings.webhook_disable_after,
+            disable_after_seconds=settings.webhook_disable_after_seconds,
+            retention_seconds=settings.webhook_delivery_retention_seconds))
         self.audit.listeners.append(self.webhooks.enqueue_for_event)
+        self.clients.audit = self.keyring.audit = self.audit  # client and key changes are audited
         self.orgs = OrgService(self, derive_key(kek, "org-links"))  # + members, invitations, ownership
         from idp.orgs.policy import OrgPolicyService  # sign-in policies and the floor (orgs/policy.py)
         self.org_policies = OrgPolicyService(self)

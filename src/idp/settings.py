@@ -144,6 +144,11 @@ class Settings(BaseSettings):
     # How long a temporary password set by an admin works (it must be changed at first use).
     temporary_password_ttl: int = Field(7 * 24 * 3600, ge=300)
 
+    # ---- Password reset links (flows/reset_links.py) ---------------------------------------------
+    # How long a reset link that an integrator asked for (POST /api/v1/users/{id}/password-reset)
+    # stays valid; a newer request voids the older link at once.
+    password_reset_link_ttl: int = Field(24 * 3600, ge=300)
+
     # ---- Courier worker (courier/service.py) ----------------------------------------------------
     # Run the courier in the server process (a background task per worker process; many nodes may
     # run it at once, the claim is atomic). false: run `idp courier run` as its own process instead.
@@ -154,6 +159,28 @@ class Settings(BaseSettings):
     # Run the webhook delivery worker in the server process (many nodes may; claims are atomic).
     webhooks_in_process: bool = True
     webhook_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due deliveries
+    # Subscription URLs must be https. true (development and tests only): http to 127.0.0.1,
+    # ::1 or localhost is allowed too. Never http to other hosts, never userinfo in the URL.
+    webhook_allow_http_loopback: bool = False
+    # The whole of one attempt (connect, send, status and headers; the body is never read);
+    # redirects are not followed.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(10, ge=1)  # then the delivery is `failed`
+    webhook_backoff_seconds: float = Field(30.0, gt=0)  # doubled after each failed attempt ...
+    webhook_backoff_max_seconds: float = Field(6 * 3600.0, gt=0)  # ... up to this
+    # A claimed delivery is retried by any worker if not marked by then (at least the timeout
+    # plus 30 s is used whatever this says).
+    webhook_lease_seconds: float = Field(120.0, gt=0)
+    # A subscription is disabled on a sustained failure only: at least this many failed attempts
+    # in a row (over all its deliveries) AND the first of them at least `..._seconds` ago; a
+    # success resets both. Events go on being queued for a disabled subscription and are sent when
+    # its owner re-enables it (POST /api/v1/webhooks/{id}/enable).
+    webhook_disable_after: int = Field(50, ge=1)
+    webhook_disable_after_seconds: float = Field(24 * 3600.0, ge=0)
+    # Delivered and failed deliveries are deleted this long after they end, and deliveries that
+    # waited this long for a disabled subscription expire (failed). The webhook worker does it
+    # (at most every 5 minutes), and deletes expired Idempotency-Key records too.
+    webhook_delivery_retention_seconds: float = Field(7 * 24 * 3600.0, gt=0)
 
     # ---- Organisations (orgs/) --------------------------------------------------------------------
     # How long an emailed invitation link and an ownership-transfer offer stay valid.

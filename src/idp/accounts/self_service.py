@@ -18,6 +18,9 @@ Decisions (README design notes):
   revokes every token family (grant) not signed in through this browser session: apps on other
   devices and offline tokens stop working, the apps used from this browser keep theirs.
   Ending a session on the sessions page ends it and the token families it signed in.
+- Every change is an audit event in its transaction (actor: the person, target: their account;
+  identifiers by kind and value, factors by name, never a code or a password). A disabled
+  account's session opens no page: the person is asked to sign in, which refuses them.
 - Notices ("identifier_added", "password_changed", ...) go to the primary email if verified,
   else to a verified phone; a removed verified address is told too (its owner may not be the one
   who removed it).
@@ -38,7 +41,9 @@ from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
 from idp.accounts.phones import PhoneNumberError
 from idp.accounts.service import WrongPassword
+from idp.audit.service import Actor
 from idp.db import utcnow
+from idp.flows.recovery import end_resets
 from idp.mfa.totp import TotpEnrolment
 from idp.oauth.grants.base import revoke_grant
 from idp.oauth.models import Grant
@@ -135,9 +140,14 @@ class SelfService:
 
     async def user(self, db: AsyncSession, session: BrowserSession) -> User:
         user = await db.get(User, session.user_id)
-        if user is None:  # the account was deleted while the cookie lived
+        if user is None or user.disabled_at is not None:  # deleted or disabled while the cookie lived
             raise SignInRequired()
         return user
+
+    async def _audit(self, db: AsyncSession, user: User, action: str, *, before: dict | None = None,
+                     after: dict | None = None) -> None:
+        await self.s.audit.record(db, Actor.user(user.id), action, target_type="user", target_id=user.id,
+                                  before=before, after=after)
 
     # ---- profile -------------------------------------------------------------------------------
 
@@ -192,7 +202,10 @@ class SelfService:
         ).scalar_one_or_none()
         if existing is not None and existing.verified:
             raise SelfServiceError(ALREADY_YOURS)
-        identifier = existing or await self.s.accounts.add_identifier(db, user, kind, value)
+        identifier = existing
+        if identifier is None:
+            identifier = await self.s.accounts.add_identifier(db, user, kind, value)
+            await self._audit(db, user, "identifier.added", after=_described(identifier))
         await self._send_code(db, user, identifier, ip=ip, locale=locale, quiet_cooldown=True)
         return identifier
 
@@ -234,6 +247,7 @@ class SelfService:
             db, channel=channel, recipient=identifier.value, kind=purpose.value,
             locale=locale or user.locale,
             params={"code": issued.code, "minutes": max(1, issued.ttl_seconds // 60)})
+        await self._audit(db, user, "code.sent", after={"channel": channel, "purpose": purpose.value})
 
     async def confirm_identifier(self, db: AsyncSession, session: BrowserSession,
                                  identifier_id: str | None, code: str, *,
@@ -264,6 +278,7 @@ class SelfService:
                     await db.flush()
             except IntegrityError:
                 await db.refresh(user)
+        await self._audit(db, user, "identifier.verified", before={"verified": False}, after=_described(identifier))
         await self.notify(db, user, "identifier_added", locale=locale)
         return identifier
 
@@ -277,10 +292,12 @@ class SelfService:
             if identifier.kind == "email" and identifier.value == user.email:
                 # An unconfirmed main email (never the `email` claim): a confirmed one takes its
                 # place, or the account has none, as one registered with a phone number.
-                if not await self._move_primary(db, user, others):
+                if not await self.s.accounts.move_primary(db, user, others):
                     user.email, user.email_verified = None, False
+            before = _described(identifier)
             await db.delete(identifier)
             await db.flush()
+            await self._audit(db, user, "identifier.removed", before=before)
             return
         self.require_recent(session)
         if not others:
@@ -289,27 +306,13 @@ class SelfService:
         if needed == identifier.kind and not any(i.kind == needed for i in others):
             raise SelfServiceError(USED_BY_CODE_FACTOR)
         if identifier.kind == "email" and identifier.value == user.email:
-            if not await self._move_primary(db, user, others):
+            if not await self.s.accounts.move_primary(db, user, others):
                 raise SelfServiceError(PRIMARY_EMAIL)
-        removed = (identifier.kind, identifier.value)
+        removed, before = (identifier.kind, identifier.value), _described(identifier)
         await db.delete(identifier)
         await db.flush()
+        await self._audit(db, user, "identifier.removed", before=before)
         await self.notify(db, user, "identifier_removed", locale=locale, also=removed)
-
-    async def _move_primary(self, db: AsyncSession, user: User, verified: list[Identifier]) -> bool:
-        """Make the oldest other verified email the main one; False if there is none (or another
-        account's unconfirmed registration holds it as its users.email, which is unique)."""
-        emails = [i.value for i in verified if i.kind == "email" and i.value != user.email]
-        if not emails:
-            return False
-        try:
-            async with db.begin_nested():
-                user.email, user.email_verified = emails[0], True
-                await db.flush()
-        except IntegrityError:
-            await db.refresh(user)
-            return False
-        return True
 
     async def _own_identifier(self, db: AsyncSession, user: User, identifier_id: str | None) -> Identifier:
         if not _is_id(identifier_id):
@@ -336,7 +339,8 @@ class SelfService:
         checked = self.s.password_policy.check(new, has_second_factor=has_second_factor,
                                                identifiers=tuple(dict.fromkeys(
                                                    v for v in [user.email, *values] if v)))
-        if user.password_hash is None:
+        first_password = user.password_hash is None
+        if first_password:
             self.require_recent(session)
             user.password_hash = await self.s.hasher.hash(checked)
         else:
@@ -353,9 +357,14 @@ class SelfService:
                     pass
                 raise SelfServiceError(WRONG_PASSWORD) from None
         user.password_must_change, user.password_expires_at = False, None
+        # A password reset under way (a link someone intercepted and opened) must not overwrite it.
+        await end_resets(db, user.id, utcnow())
         if end_other_sessions:
             await self._end_other_sessions(db, session, revoke_all_other_grants=True)
         await db.flush()
+        await self._audit(db, user, "password.changed", after={
+            "reason": "first_password" if first_password else "self_service",
+            "other_sessions_ended": end_other_sessions})
         await self.notify(db, user, "password_changed", locale=locale)
 
     # ---- second factors ------------------------------------------------------------------------
@@ -401,9 +410,11 @@ class SelfService:
         if not await self.s.factors.totp.confirm(db, user_id=user.id, factor_id=factor_id,
                                                  code=(code or "")[:32]):
             raise SelfServiceError(TOTP_CODE_WRONG)
+        await self._audit(db, user, "factor.added", after={"factor": "totp"})
         codes = None
         if await self.s.factors.recovery.remaining(db, user.id) == 0:
             codes = await self.s.factors.recovery.generate(db, user.id)
+            await self._audit(db, user, "factor.added", after={"factor": "recovery_codes"})
         await self.notify(db, user, "factor_added", locale=locale)
         return codes
 
@@ -411,9 +422,17 @@ class SelfService:
                           *, locale: str | None) -> None:
         self.require_recent(session)
         user = await self.user(db, session)
+        had_codes = await self.s.factors.recovery.remaining(db, user.id) > 0
         if not _is_id(factor_id) or not await self.s.factors.remove_totp(db, user_id=user.id, factor_id=factor_id):
             raise SelfServiceError(NO_SUCH_FACTOR, status=404)
+        await self._audit(db, user, "factor.removed", before={"factor": "totp"})
+        await self._audit_codes_gone(db, user, had_codes)
         await self.notify(db, user, "factor_removed", locale=locale)
+
+    async def _audit_codes_gone(self, db: AsyncSession, user: User, had_codes: bool) -> None:
+        """The recovery codes went with the last second factor (mfa/service.py)."""
+        if had_codes and not await self.s.factors.recovery.remaining(db, user.id):
+            await self._audit(db, user, "factor.removed", before={"factor": "recovery_codes"})
 
     async def new_recovery_codes(self, db: AsyncSession, session: BrowserSession) -> list[str]:
         """A new set replacing the old one; shown once, stored as keyed hashes."""
@@ -421,7 +440,9 @@ class SelfService:
         user = await self.user(db, session)
         if not await self.s.factors.has_second_factor(db, user.id):
             raise SelfServiceError(NEEDS_SECOND_FACTOR)
-        return await self.s.factors.recovery.generate(db, user.id)
+        codes = await self.s.factors.recovery.generate(db, user.id)
+        await self._audit(db, user, "recovery_codes.regenerated")
+        return codes
 
     async def set_code_second_factor(self, db: AsyncSession, session: BrowserSession,
                                      channel: str | None, *, locale: str | None) -> None:
@@ -437,11 +458,18 @@ class SelfService:
             mine = await self.s.accounts.identifiers(db, user)
             if not any(i.kind == kind and i.verified for i in mine):
                 raise SelfServiceError(NEEDS_VERIFIED_PHONE if kind == "phone" else NEEDS_VERIFIED_EMAIL)
-        user.code_second_factor = channel
+        previous, user.code_second_factor = user.code_second_factor, channel
         await db.flush()
+        # A switch between channels is one factor removed and another added.
+        if previous is not None:
+            await self._audit(db, user, "factor.removed", before={"factor": previous})
+        if channel is not None:
+            await self._audit(db, user, "factor.added", after={"factor": channel})
         if channel is None and not await self.s.factors.has_second_factor(db, user.id):
             # Recovery codes alone would be a second factor of their own (mfa/service.py).
+            had_codes = await self.s.factors.recovery.remaining(db, user.id) > 0
             await self.s.factors.recovery.remove_all(db, user.id)
+            await self._audit_codes_gone(db, user, had_codes)
         await self.notify(db, user, "factor_removed" if channel is None else "factor_added", locale=locale)
 
     async def _account_name(self, db: AsyncSession, user: User) -> str:
@@ -468,7 +496,7 @@ class SelfService:
         target = await self.s.sessions.get(db, session_id)
         if target is None or target.user_id != session.user_id or target.ended_at is not None:
             raise SelfServiceError(NO_SUCH_SESSION, status=404)
-        await self._end(db, [target.id])
+        await self.s.sessions.end_with_grants(db, [target.id])
         return target.id == session.id
 
     async def end_other_sessions(self, db: AsyncSession, session: BrowserSession) -> int:
@@ -479,7 +507,7 @@ class SelfService:
         others = list((await db.execute(select(BrowserSession.id).where(
             BrowserSession.user_id == session.user_id, BrowserSession.id != session.id,
             BrowserSession.ended_at.is_(None)))).scalars())
-        await self._end(db, others)
+        await self.s.sessions.end_with_grants(db, others)
         if revoke_all_other_grants:
             # Also token families without a session, or of sessions ended earlier: whoever knew
             # the old password may hold them.
@@ -489,16 +517,6 @@ class SelfService:
             for grant_id in grants:
                 await revoke_grant(db, grant_id)
         return len(others)
-
-    async def _end(self, db: AsyncSession, session_ids: list[str]) -> None:
-        if not session_ids:
-            return
-        await db.execute(update(BrowserSession).where(
-            BrowserSession.id.in_(session_ids), BrowserSession.ended_at.is_(None)).values(ended_at=utcnow()))
-        grants = (await db.execute(select(Grant.id).where(
-            Grant.session_id.in_(session_ids), Grant.revoked_at.is_(None)))).scalars().all()
-        for grant_id in grants:
-            await revoke_grant(db, grant_id)
 
     # ---- notices -------------------------------------------------------------------------------
 
@@ -521,6 +539,12 @@ class SelfService:
         for channel, recipient in recipients:
             await self.s.courier.enqueue(db, channel=channel, recipient=recipient, kind=kind,
                                          locale=user.locale or locale, params={})
+
+
+def _described(identifier: Identifier) -> dict:
+    """An identifier as audit events show it (the same fields as the API's, accounts/admin.py)."""
+    return {"identifier_id": identifier.id, "kind": identifier.kind, "value": identifier.value,
+            "verified": identifier.verified}
 
 
 def _is_id(value: object) -> bool:

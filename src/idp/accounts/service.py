@@ -15,8 +15,8 @@ from idp.accounts.passwords import PasswordHasher
 from idp.accounts.phones import PhoneNumberError, PhonePolicy
 from idp.db import utcnow
 
-__all__ = ["AccountError", "AccountService", "IdentifierTaken", "PasswordRejected", "WrongPassword",
-           "user_claims"]
+__all__ = ["AccountError", "AccountNotFound", "AccountService", "IdentifierNeeded", "IdentifierTaken",
+           "InvalidIdentifier", "PasswordRejected", "WrongPassword", "user_claims"]
 
 
 class WrongPassword(AccountError):
@@ -33,6 +33,26 @@ class IdentifierTaken(AccountError):
         super().__init__(f"this {'email address' if kind == 'email' else 'phone number'} "
                          "is already in use by another account")
         self.kind = kind
+
+
+class InvalidIdentifier(AccountError):
+    """Typed text that is not an email address, phone number or organisation username."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class AccountNotFound(AccountError):
+    """No such account (or identifier of it), or not one the caller may see."""
+
+    def __init__(self, what: str = "account") -> None:
+        super().__init__(f"no such {what}")
+
+
+class IdentifierNeeded(AccountError):
+    """A removal would leave the account without a way to sign in, without its main email, or
+    without the address its code second factor goes to."""
 
 
 def normalise_email(email: str) -> str:
@@ -59,9 +79,20 @@ def login_kind(typed: str) -> str:
     return "email" if "." in typed.rpartition("@")[2] else "username"
 
 
+NAME_MAX, NAME_PART_MAX = 200, 100  # users.name; users.given_name and users.family_name
+
+
 def _name_parts(name: str | None) -> dict:
+    """The full name, and the given and family name derived from it (the first word, the rest).
+    A derived part too long for its column (a valid 200-character name may be one 150-letter
+    word) is left out rather than cut short: the full name says it whole."""
     given, _, family = (name or "").partition(" ")
-    return {"name": name or None, "given_name": given or None, "family_name": family or None}
+    return {"name": name or None, "given_name": _fitting(given, NAME_PART_MAX),
+            "family_name": _fitting(family, NAME_PART_MAX)}
+
+
+def _fitting(value: str | None, maximum: int) -> str | None:
+    return value if value and len(value) <= maximum else None
 
 
 class AccountService:
@@ -74,22 +105,47 @@ class AccountService:
 
     async def create_user(self, db: AsyncSession, *, email: str, password: str | None,
                           name: str | None = None, email_verified: bool = True) -> User:
-        email = normalise_email(email)
-        if "@" not in email or len(email) > 320:
-            raise AccountError("not an email address")
-        if password is not None:
-            # A new account has no second factor yet, so the single-factor minimum applies.
-            password = self.policy.check(password, identifiers=(email,))
+        """An account with an email (verified unless said otherwise): the CLI's and the tests'."""
         if await self.find_by_email(db, email) is not None:
             raise AccountError("an account with this email exists")
-        user = User(
-            email=email, email_verified=email_verified, **_name_parts(name),
-            password_hash=await self.hasher.hash(password) if password else None,
-        )
-        db.add(user)
-        await db.flush()
+        return await self.create_account(db, email=email, password=password, name=name,
+                                         email_verified=email_verified)
+
+    async def create_account(self, db: AsyncSession, *, email: str | None = None, phone: str | None = None,
+                             password: str | None = None, email_verified: bool = False,
+                             phone_verified: bool = False, name: str | None = None,
+                             given_name: str | None = None, family_name: str | None = None,
+                             locale: str | None = None) -> User:
+        """An account provisioned by an operator or integrator (the CLI, the REST API), with an
+        email (which becomes the primary one) and/or a phone number, each verified or not as the
+        caller vouches. Raises InvalidIdentifier, PasswordRejected or IdentifierTaken (the email
+        is another account's primary or verified one, the phone another's verified one): the
+        unique indexes decide, so two parallel creations of one address make one account."""
+        if not email and not phone:
+            raise InvalidIdentifier("email", "an account needs an email address or a phone number")
+        email = self.normalise_identifier("email", email) if email else None
+        phone = self.normalise_identifier("phone", phone) if phone else None
+        if password is not None:
+            # A new account has no second factor yet, so the single-factor minimum applies.
+            password = self.policy.check(password, identifiers=tuple(v for v in (email, phone) if v))
+        parts = _name_parts(name)
+        if given_name is not None or family_name is not None:
+            parts.update(given_name=given_name, family_name=family_name)
+            # Two 100-character parts joined are one character too many for the full name's column.
+            parts["name"] = name or _fitting(" ".join(p for p in (given_name, family_name) if p), NAME_MAX)
+        user = User(email=email, email_verified=bool(email) and email_verified, locale=locale,
+                    password_hash=await self.hasher.hash(password) if password else None, **parts)
+        try:
+            async with db.begin_nested():  # users.email is unique: a parallel twin loses here
+                db.add(user)
+                await db.flush()
+        except IntegrityError:
+            raise IdentifierTaken("email") from None
         # The primary email is also an identifier: login goes through identifiers only.
-        await self._add_identifier(db, user, "email", email, verified=email_verified)
+        if email:
+            await self._add_identifier(db, user, "email", email, verified=email_verified)
+        if phone:
+            await self._add_identifier(db, user, "phone", phone, verified=phone_verified)
         return user
 
     async def create_registered_user(self, db: AsyncSession, *, kind: str, value: str,
@@ -128,7 +184,7 @@ class AccountService:
         if kind == "email":
             email = normalise_email(typed)
             if "@" not in email or len(email) > 320:
-                raise AccountError("not an email address")
+                raise InvalidIdentifier(kind, "not an email address")
             return email
         if kind == "phone":
             if self.phones is None:
@@ -136,13 +192,13 @@ class AccountService:
             try:
                 return self.phones.normalise(typed)
             except PhoneNumberError:
-                raise AccountError("not a valid phone number") from None
+                raise InvalidIdentifier(kind, "not a valid phone number") from None
         if kind == "username":
             username = (typed or "").strip().lower()
             if not USERNAME.fullmatch(username):
-                raise AccountError("not an organisation username")
+                raise InvalidIdentifier(kind, "not an organisation username")
             return username
-        raise AccountError(f"unknown identifier kind {kind!r}")
+        raise InvalidIdentifier(kind, f"unknown identifier kind {kind!r}")
 
     async def add_identifier(self, db: AsyncSession, user: User, kind: str, value: str,
                              verified: bool = False) -> Identifier:
@@ -177,6 +233,75 @@ class AccountService:
     async def identifiers(self, db: AsyncSession, user: User) -> list[Identifier]:
         query = select(Identifier).where(Identifier.user_id == user.id).order_by(Identifier.created_at)
         return list((await db.execute(query)).scalars())
+
+    async def identifier_of(self, db: AsyncSession, user: User, identifier_id: str) -> Identifier:
+        identifier = await db.get(Identifier, identifier_id)
+        if identifier is None or identifier.user_id != user.id:
+            raise AccountNotFound("identifier")
+        return identifier
+
+    async def remove_identifier(self, db: AsyncSession, user: User, identifier: Identifier) -> None:
+        """Take an email or phone number off the account (the rules of README's design notes,
+        as on the account pages): never the last verified identifier, never the one the code
+        second factor goes to while it is the only one of its kind; the primary email only when
+        another verified email can take its place. Raises IdentifierNeeded."""
+        if identifier.kind == "username":
+            raise IdentifierNeeded("an organisation username is removed by its organisation")
+        mine = await self.identifiers(db, user)
+        others = [i for i in mine if i.verified and i.id != identifier.id]
+        primary = identifier.kind == "email" and identifier.value == user.email
+        if identifier.verified:
+            if not others:
+                raise IdentifierNeeded("the account's only verified identifier: it could no longer sign in")
+            needed = {"sms": "phone", "email": "email"}.get(user.code_second_factor or "")
+            if needed == identifier.kind and not any(i.kind == needed for i in others):
+                raise IdentifierNeeded("the account's sign-in codes are sent here")
+            if primary and not await self.move_primary(db, user, others):
+                raise IdentifierNeeded("the primary email: add and verify another email first")
+        elif primary and not await self.move_primary(db, user, others):
+            # An unverified primary email (never the `email` claim): the account may have none.
+            user.email, user.email_verified = None, False
+        await db.delete(identifier)
+        await db.flush()
+
+    async def move_primary(self, db: AsyncSession, user: User, verified: list[Identifier]) -> bool:
+        """Make the oldest other verified email the primary one; False if there is none (or
+        another account holds it as its unverified users.email, which is unique)."""
+        emails = [i.value for i in verified if i.kind == "email" and i.value != user.email]
+        if not emails:
+            return False
+        try:
+            async with db.begin_nested():
+                user.email, user.email_verified = emails[0], True
+                await db.flush()
+        except IntegrityError:
+            await db.refresh(user)
+            return False
+        return True
+
+    async def make_primary_if_none(self, db: AsyncSession, user: User, identifier: Identifier) -> None:
+        """A verified email added to an account without a primary email becomes its primary."""
+        if identifier.kind != "email" or not identifier.verified or user.email is not None:
+            return
+        await self.move_primary(db, user, [identifier])
+
+    PROFILE_FIELDS = ("name", "given_name", "family_name", "locale")
+
+    async def update_profile(self, db: AsyncSession, user: User, changes: dict) -> tuple[dict, dict]:
+        """Set the named profile fields (None clears one); the others stay. Returns the changed
+        fields' (before, after), for the audit event."""
+        unknown = set(changes) - set(self.PROFILE_FIELDS)
+        if unknown:
+            raise ValueError(f"not profile fields: {sorted(unknown)}")
+        before, after = {}, {}
+        for field, value in changes.items():
+            if getattr(user, field) != value:
+                before[field], after[field] = getattr(user, field), value
+                setattr(user, field, value)
+        if after:
+            user.updated_at = utcnow()
+            await db.flush()
+        return before, after
 
     async def find_by_login(self, db: AsyncSession, typed: str, *, usernames: bool = False) -> User | None:
         """The account whose VERIFIED email or phone number is `typed`, or None; with

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
 from idp.accounts.password_policy import PasswordRejected, normalise_password
+from idp.audit.service import SYSTEM, Actor
 from idp.db import utcnow
 from idp.sessions.sign_out import end_everything
 
@@ -117,7 +118,8 @@ class TemporaryPasswordService:
 
     async def set(self, db: AsyncSession, user: User, *, via: Via, password: str | None = None,
                   locale: str | None = None, to: str | None = None,
-                  kind: str = "temporary_password", params: dict | None = None) -> str:
+                  kind: str = "temporary_password", params: dict | None = None,
+                  actor: Actor | None = None) -> str:
         """Give the account a temporary password (generated unless `password` is given, which must
         pass the policy) and send it; returns the password. Raises NoVerifiedDestination or
         PasswordRejected before anything is changed.
@@ -125,7 +127,11 @@ class TemporaryPasswordService:
         `to` (an email address for via=email, an E.164 number for via=sms, normalised by the
         caller) sends it there instead of to a verified destination: only for a caller that
         vouches for the address, an organisation admin creating a username (orgs/usernames.py).
-        `kind` and `params` pick another courier message that also carries the password."""
+        `kind` and `params` pick another courier message that also carries the password.
+
+        `actor`: who set it, for the `password.temporary_set` audit event (the CLI passes
+        Actor.operator(), the API its client, an organisation admin themself). Without one the
+        event says SYSTEM: an unnamed caller is recorded as such rather than as an operator."""
         destination = to if to is not None else await self.destination(db, user, via)
         identifiers = await self._identifiers(db, user)
         if password is None:
@@ -138,6 +144,8 @@ class TemporaryPasswordService:
         user.password_must_change = True
         user.password_expires_at = utcnow() + self.ttl
         await end_everything(db, user.id)
+        await self.s.audit.record(db, actor or SYSTEM, "password.temporary_set", target_type="user", target_id=user.id,
+                                  after={"via": via, "expires_at": user.password_expires_at.isoformat()})
         # Whole hours, rounded down (a TTL under an hour, only ever set for tests, says one hour).
         hours = max(1, math.floor(self.ttl.total_seconds() / 3600))
         await self.s.courier.enqueue(
@@ -151,9 +159,11 @@ class TemporaryPasswordService:
         must then treat it as wrong. A person's own password never expires."""
         return user.password_expires_at is not None and user.password_expires_at <= utcnow()
 
-    async def complete_change(self, db: AsyncSession, user: User, new_password: str) -> None:
+    async def complete_change(self, db: AsyncSession, user: User, new_password: str, *,
+                              actor: Actor | None = None) -> None:
         """The forced change at sign-in: the person's own password replaces the temporary one.
-        Raises NoChangePending, TemporaryPasswordExpired, PasswordRejected or SameAsTemporary."""
+        Raises NoChangePending, TemporaryPasswordExpired, PasswordRejected or SameAsTemporary.
+        `actor`: the person (default) and the client they signed in for, for `password.changed`."""
         if not user.password_must_change:
             raise NoChangePending()
         if self.expired(user):
@@ -166,6 +176,8 @@ class TemporaryPasswordService:
             raise SameAsTemporary()
         user.password_hash = await self.s.hasher.hash(password)
         user.password_must_change, user.password_expires_at = False, None
+        await self.s.audit.record(db, actor or Actor.user(user.id), "password.changed", target_type="user",
+                                  target_id=user.id, after={"reason": "temporary_replaced"})
         # Whoever intercepted the temporary password and used it first is found out: the person
         # hears of the change on their email, or on their phone when they have no email.
         destinations = await self.s.factors.verified_destinations(db, user.id)

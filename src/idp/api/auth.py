@@ -56,7 +56,10 @@ async def authenticate(request: Request) -> ApiCaller:
     if claims.get("sub") != client.client_id:
         # A token a person's sign-in produced speaks for that person, not for an integrator.
         raise _unauthorized("the API takes client-credentials tokens only")
-    return ApiCaller(client.client_id, frozenset(claims.get("scope", "").split()), client.org_id)
+    # The token's scopes as far as the client still has them: a scope taken from the client (a
+    # PATCH, the CLI) ends at once, not when its tokens expire.
+    granted = frozenset(claims.get("scope", "").split()) & frozenset(client.scopes)
+    return ApiCaller(client.client_id, granted, client.org_id)
 
 
 def scope(required: str):
@@ -71,6 +74,7 @@ def scope(required: str):
                               "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{required}"'})
         return caller
 
+    dependency.required_scope = required  # api/openapi.py documents each operation's scope from it
     return dependency
 
 

@@ -3,17 +3,21 @@ reads and If-Match on updates, and Idempotency-Key on POSTs (`write`)."""
 
 from __future__ import annotations
 
+import base64
+import logging
 import hashlib
 import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from cryptography.exceptions import InvalidTag
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +25,9 @@ from idp.api.auth import ApiCaller
 from idp.api.models import IdempotencyRecord
 from idp.api.problems import Problem, to_problem
 from idp.db import utcnow
+from idp.keys.crypto import seal, unseal
 
+log = logging.getLogger("idp.api")
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # printable ASCII, no spaces
 
@@ -105,14 +111,14 @@ async def write(request: Request, caller: ApiCaller, work: Work) -> Response:
 
     async def unit(db: AsyncSession) -> tuple[Written, bool]:
         if key is not None:
-            earlier = await _claim(db, caller.client_id, key, fingerprint)
+            earlier = await _claim(db, caller.client_id, key, fingerprint, services.idempotency_key)
             if earlier is not None:
                 return earlier, True
         written = await work(db)
         if key is not None:
             record = await db.get(IdempotencyRecord, (caller.client_id, key))
             record.status = written.status
-            record.body = body_of(written.body)
+            record.body = _seal(services.idempotency_key, record, body_of(written.body))
             record.headers = _headers(written)
         return written, False
 
@@ -125,6 +131,26 @@ async def write(request: Request, caller: ApiCaller, work: Work) -> Response:
     return JSONResponse(body_of(written.body), status_code=written.status, headers=headers)
 
 
+async def purge_expired(db: AsyncSession, now: datetime) -> int:
+    """Delete the Idempotency-Key records that have expired (a retry after that runs again); the
+    number deleted. Run by the housekeeping loop (events/delivery.py, DeliveryWorker.housekeep)."""
+    done = await db.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= now)
+                            .execution_options(synchronize_session=False))
+    return done.rowcount
+
+
+def _seal(key: bytes, record: IdempotencyRecord, body) -> dict:
+    """The stored response, sealed: a creation reply may carry a secret shown once (a new client's
+    or webhook's), and a replay must be able to show it again — but the table must not."""
+    sealed = seal(key, json.dumps(body).encode(), f"idempotency:{record.client_id}:{record.key}")
+    return {"sealed": base64.b64encode(sealed).decode()}
+
+
+def _unseal(key: bytes, record: IdempotencyRecord):
+    sealed = base64.b64decode(record.body["sealed"])
+    return json.loads(unseal(key, sealed, f"idempotency:{record.client_id}:{record.key}"))
+
+
 def _headers(written: Written) -> dict[str, str]:
     headers = {"Cache-Control": "no-store", **written.headers}
     if written.location:
@@ -134,7 +160,8 @@ def _headers(written: Written) -> dict[str, str]:
     return headers
 
 
-async def _claim(db: AsyncSession, client_id: str, key: str, fingerprint: str) -> Written | None:
+async def _claim(db: AsyncSession, client_id: str, key: str, fingerprint: str,
+                 seal_key: bytes) -> Written | None:
     """Take the key (None: go ahead) or return the stored response of the request that took it."""
     now = utcnow()
     for _ in range(2):
@@ -156,7 +183,16 @@ async def _claim(db: AsyncSession, client_id: str, key: str, fingerprint: str) -
             continue
         if record.fingerprint != fingerprint:
             raise Problem("idempotency-key-reused", "this Idempotency-Key was sent with another request")
+        try:
+            body = _unseal(seal_key, record)
+        except InvalidTag:
+            # Sealed under a key-encryption key that has since been replaced: the stored reply is
+            # unreadable, so the key is treated as expired and the request runs again.
+            log.warning("an idempotency record could not be unsealed (KEK changed?); running the request again")
+            await db.delete(record)
+            await db.flush()
+            continue
         headers = dict(record.headers or {})
         location = headers.pop("Location", None)
-        return Written(record.body, record.status, location, headers)
+        return Written(body, record.status, location, headers)
     raise Problem("idempotency-key-in-use", "retry in a moment")

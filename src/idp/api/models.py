@@ -21,7 +21,7 @@ class IdempotencyRecord(Base):
     # SHA-256 of method, path and body: the same key with another request is refused (422).
     fingerprint: Mapped[str] = mapped_column(String(64))
     status: Mapped[int] = mapped_column(Integer)
-    body: Mapped[dict | list | None] = mapped_column(JSON)
+    body: Mapped[dict | None] = mapped_column(JSON)  # {"sealed": ...}: may hold a secret shown once
     headers: Mapped[dict] = mapped_column(JSON, default=dict)  # Location, ETag
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -10,15 +10,18 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from idp.accounts.errors import AccountError
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.phones import PhoneNumberError
-from idp.accounts.service import IdentifierTaken
+from idp.accounts.service import AccountNotFound, IdentifierTaken, InvalidIdentifier
 from idp.db.paging import InvalidCursor
-from idp.oauth.clients import ClientError
+from idp.events.urls import WebhookRejected
+from idp.oauth.clients import ClientConflict, ClientError, ClientForbidden
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
+from idp.orgs.policy import PolicyRejected
 from idp.ratelimit.errors import RateLimited
 
 MEDIA_TYPE = "application/problem+json"
@@ -44,9 +47,12 @@ TYPES: dict[str, tuple[int, str]] = {
     "password-rejected": (422, "The password does not meet the password policy"),
     "invalid-phone-number": (422, "The phone number is not valid or not allowed"),
     "invalid-client-metadata": (422, "The client registration breaks a rule"),
+    "policy-rejected": (422, "The sign-in policy breaks a rule or goes below the platform's floor"),
     "rate-limited": (429, "Too many requests"),
     "service-unavailable": (503, "The service is temporarily unavailable"),
 }
+
+_HTTP_SLUGS = {400: "invalid-request", 404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type"}
 
 
 class ProblemDetails(BaseModel):
@@ -91,8 +97,13 @@ def to_problem(exc: Exception) -> Problem | None:
         return Problem("validation-error", "see `errors`", errors=[
             {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
             for error in exc.errors()])
+    if isinstance(exc, HTTPException) and exc.status_code in _HTTP_SLUGS:
+        # FastAPI's own refusals inside a route, e.g. a body that is not JSON (400).
+        return Problem(_HTTP_SLUGS[exc.status_code], str(exc.detail), headers=dict(exc.headers or {}))
     if isinstance(exc, InvalidCursor):
         return Problem("invalid-cursor", str(exc))
+    if isinstance(exc, PolicyRejected):
+        return Problem("policy-rejected", exc.message)
     if isinstance(exc, OrgNotFound):
         return Problem("not-found", exc.message)
     if isinstance(exc, Forbidden):
@@ -106,10 +117,20 @@ def to_problem(exc: Exception) -> Problem | None:
         return Problem("password-rejected", str(exc))
     if isinstance(exc, IdentifierTaken):
         return Problem("identifier-taken", str(exc))
+    if isinstance(exc, AccountNotFound):
+        return Problem("not-found", str(exc))
+    if isinstance(exc, InvalidIdentifier):
+        return Problem("invalid-phone-number" if exc.kind == "phone" else "validation-error", str(exc))
     if isinstance(exc, PhoneNumberError):
         return Problem("invalid-phone-number", str(exc))
     if isinstance(exc, AccountError):
         return Problem("conflict", str(exc))
+    if isinstance(exc, WebhookRejected):
+        return Problem("validation-error", str(exc))
+    if isinstance(exc, ClientConflict):
+        return Problem("conflict", str(exc))
+    if isinstance(exc, ClientForbidden):
+        return Problem("forbidden", str(exc))
     if isinstance(exc, ClientError):
         return Problem("invalid-client-metadata", str(exc))
     if isinstance(exc, RateLimited):

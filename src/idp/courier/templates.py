@@ -349,6 +349,42 @@ _NOTICES["ownership_offer"] = {
 _NOTICE_PARAMS["org_invitation"] = _NOTICE_PARAMS["ownership_offer"] = ("org", "url", "expires")
 
 
+# ---- password reset links (flows/reset_links.py) -------------------------------------------------
+# A reset an administrator or help desk started for the person: {url} the single-use link,
+# {expires} "2025-06-30 14:05 UTC". Like a code, the link is no one else's business.
+_NOTICES["password_reset_link"] = {
+    "en": ("Choose a new password",
+           ("A new password was requested for your account.\n\nOpen this link and choose a new "
+            "password:\n\n    {url}\n\nThe link works once, until {expires}. Never give it to anyone, "
+            "even someone who says they are from us.\nIf you did not expect this message, you can "
+            "ignore it: your password stays as it is.\n"),
+           "Choose a new password for your account: {url} (works once, until {expires}). Never give "
+           "the link to anyone."),
+    "fi": ("Valitse uusi salasana",
+           ("Tilillesi pyydettiin uutta salasanaa.\n\nAvaa tämä linkki ja valitse uusi "
+            "salasana:\n\n    {url}\n\nLinkki toimii kerran, ja se on voimassa {expires} asti. Älä "
+            "koskaan anna sitä kenellekään, vaikka hän sanoisi olevansa meiltä.\nJos et odottanut "
+            "tätä viestiä, voit jättää sen huomiotta: salasanasi pysyy ennallaan.\n"),
+           "Valitse tilillesi uusi salasana: {url} (toimii kerran, voimassa {expires} asti). Älä anna "
+           "linkkiä kenellekään."),
+    "sv": ("Välj ett nytt lösenord",
+           ("Ett nytt lösenord har begärts för ditt konto.\n\nÖppna den här länken och välj ett nytt "
+            "lösenord:\n\n    {url}\n\nLänken kan användas en gång och gäller till {expires}. Ge den "
+            "aldrig till någon, inte ens till någon som säger att hen ringer från oss.\nOm du inte "
+            "väntade dig det här meddelandet kan du bortse från det: ditt lösenord förblir "
+            "oförändrat.\n"),
+           "Välj ett nytt lösenord för ditt konto: {url} (kan användas en gång, gäller till "
+           "{expires}). Ge aldrig länken till någon."),
+    "hu": ("Válasszon új jelszót",
+           ("Új jelszót kértek a fiókjához.\n\nNyissa meg ezt a linket, és válasszon új "
+            "jelszót:\n\n    {url}\n\nA link egyszer használható, és eddig érvényes: {expires}. Soha "
+            "ne adja meg senkinek, akkor sem, ha valaki a nevünkben kéri.\nHa nem számított erre az "
+            "üzenetre, hagyja figyelmen kívül: a jelszava nem változik.\n"),
+           "Válasszon új jelszót a fiókjához: {url} (egyszer használható, érvényes eddig: "
+           "{expires}). Soha ne adja meg senkinek a linket."),
+}
+_NOTICE_PARAMS["password_reset_link"] = ("url", "expires")
+
 # ---- organisation contacts (orgs/contacts.py, seed 002) ------------------------------------------
 # A contact-change request with the personal link, the notice that a contact changed, and the
 # notice that a request was refused. The sender localises the role and the "nobody" words with

@@ -72,9 +72,9 @@ class BoundFlows(Generic[F]):
     def unseal(self, sealed: bytes, aad: str) -> str:
         return unseal(self.key, sealed, aad).decode()
 
-    async def load_bound(self, db: AsyncSession, flow_id: str | None, state: str, *,
+    async def load_bound(self, db: AsyncSession, flow_id: str | None, state: str | tuple[str, ...], *,
                          browser: str | None, lock: bool) -> F:
-        """The flow in `state`, if this browser started it and it is still alive."""
+        """The flow in `state` (or one of the states), if this browser started it and it is still alive."""
         if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
             raise self.error(self.expired)
         query = select(self.model).where(self.model.id == flow_id)
@@ -84,6 +84,6 @@ class BoundFlows(Generic[F]):
         if (flow is None or flow.expires_at <= utcnow() or browser is None
                 or not same(flow.browser_hash, self.browser_hash(browser))):
             raise self.error(self.expired)
-        if flow.state != state:
+        if flow.state not in ((state,) if isinstance(state, str) else state):
             raise self.error(self.already_done)
         return flow

@@ -1,6 +1,15 @@
 """Password reset: a state machine persisted in `password_reset_flows`.
 
     start ──▶ AWAITING_CODE ──right code──▶ CODE_VERIFIED ──new password ok──▶ COMPLETED
+    link (API) ──▶ LINK_SENT ──opened in a browser──▶ LINK_OPENED ──new password ok──▶ COMPLETED
+
+The second line is a reset an integrator asked for (flows/reset_links.py): the person proved
+nothing to a browser yet, so the emailed or texted link stands for the code, and the flow is bound
+to the browser that opens it.
+
+Any state but COMPLETED ends as VOIDED (`end_resets`) when a newer link is sent, a password is set
+another way (another reset, a temporary password, the account page) or the account is disabled:
+a flow opened by whoever intercepted a link must not overwrite the password just set.
 
 `start` answers the same whether or not the typed email or phone number belongs to an account: a
 flow is created either way, and only a known account gets a code. Every step loads the flow under
@@ -13,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ForeignKey, LargeBinary, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
 from idp.accounts.phones import PhoneNumberError
+from idp.audit.service import Actor
 from idp.db import Base, new_id, utcnow
 from idp.flows.bound import BoundFlowColumns, BoundFlows, login_flow_or_none
 from idp.otp.service import CodeInvalid, Purpose, ResendTooSoon, TooManyAttempts
@@ -29,6 +39,7 @@ from idp.sessions.sign_out import end_everything
 from idp.ui.i18n import N_
 
 EXPIRED = N_("This password reset link has expired. Start again.")
+ACCOUNT_DISABLED = N_("This account is disabled. Contact your administrator.")  # as the login page says
 ALREADY_DONE = N_("This step is already done. Start again if you need to.")
 FLOW_TTL = timedelta(minutes=15)
 
@@ -37,6 +48,14 @@ class ResetState(enum.StrEnum):
     AWAITING_CODE = "awaiting_code"
     CODE_VERIFIED = "code_verified"
     COMPLETED = "completed"
+    LINK_SENT = "link_sent"  # bound to no browser yet: the row's id is HMAC(key, link token)
+    LINK_OPENED = "link_opened"
+    VOIDED = "voided"  # ended unfinished: a newer link, a password set another way, the account disabled
+
+
+# The states in which a new password may be set: the person proved the code, or opened the link.
+READY = (ResetState.CODE_VERIFIED, ResetState.LINK_OPENED)
+UNFINISHED = (ResetState.AWAITING_CODE, ResetState.LINK_SENT, *READY)
 
 
 class PasswordResetFlow(BoundFlowColumns, Base):
@@ -52,6 +71,16 @@ class RecoveryError(Exception):
     """Unknown, expired, spent, or another browser's flow. The message is shown on the page."""
 
 
+async def end_resets(db: AsyncSession, user_id: str, now: datetime) -> None:
+    """Every unfinished password reset of the account ends: VOIDED, and expired, so that the
+    browser holding one hears "expired, start again" (sessions/sign_out.end_everything, and a
+    newer link, call this). Callers hold the account row's lock, then take the flows'."""
+    await db.execute(update(PasswordResetFlow).where(
+        PasswordResetFlow.user_id == user_id,
+        PasswordResetFlow.state.in_([state.value for state in UNFINISHED]),
+    ).values(state=ResetState.VOIDED.value, completed_at=now, expires_at=now))
+
+
 @dataclass
 class ResetDone:
     login_flow_id: str | None
@@ -59,6 +88,11 @@ class ResetDone:
 
 class RecoveryService(BoundFlows[PasswordResetFlow]):
     model, error, expired, already_done = PasswordResetFlow, RecoveryError, EXPIRED, ALREADY_DONE
+
+    def __init__(self, services, key: bytes) -> None:
+        super().__init__(services, key)
+        from idp.flows.reset_links import ResetLinks
+        self.links = ResetLinks(self)  # resets an integrator asks for, by link
 
     # ---- start ----------------------------------------------------------------------------------
 
@@ -111,7 +145,7 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
 
     # ---- steps ----------------------------------------------------------------------------------
 
-    async def load(self, db: AsyncSession, flow_id: str | None, state: ResetState, *,
+    async def load(self, db: AsyncSession, flow_id: str | None, state: ResetState | tuple[ResetState, ...], *,
                    browser: str | None, lock: bool = False) -> PasswordResetFlow:
         return await self.load_bound(db, flow_id, state, browser=browser, lock=lock)
 
@@ -138,12 +172,23 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
 
     async def set_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
                            browser: str | None) -> ResetDone:
-        """CODE_VERIFIED → COMPLETED: policy, new hash, every session and token family ended,
-        the person notified. Raises PasswordRejected (the flow stays at CODE_VERIFIED)."""
-        flow = await self.load(db, flow_id, ResetState.CODE_VERIFIED, browser=browser, lock=True)
-        user = await db.get(User, flow.user_id) if flow.user_id else None
+        """CODE_VERIFIED or LINK_OPENED → COMPLETED: policy, new hash, every session and token
+        family ended, the person notified, the audit event written. Raises PasswordRejected (the
+        flow stays where it was)."""
+        # The account row is locked before the flow's, in the order disabling the account, a
+        # temporary password and a newer link take (each ends this flow): never a deadlock, and
+        # whichever commits first wins: the other finds the flow ended or the account disabled.
+        found = await self.load(db, flow_id, READY, browser=browser)
+        user = (await db.execute(select(User).where(User.id == found.user_id).with_for_update())
+                ).scalar_one_or_none() if found.user_id else None
+        db.expire(found)  # read again under the lock below: it may have ended meanwhile
+        flow = await self.load(db, flow_id, READY, browser=browser, lock=True)
         if user is None:
             raise RecoveryError(EXPIRED)
+        if user.disabled_at is not None:
+            # Disabling ended every reset under way; this one began after. An administrator
+            # enables the account first.
+            raise RecoveryError(ACCOUNT_DISABLED)
         values = (await db.execute(select(Identifier.value).where(
             Identifier.user_id == user.id))).scalars().all()
         has_second_factor = await self.s.factors.has_second_factor(db, user.id)
@@ -152,15 +197,17 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
             # A phone-only account has no email: None is no identifier.
             identifiers=tuple(dict.fromkeys(v for v in [user.email, *values] if v)))
         now = utcnow()
+        via = "link" if flow.state == ResetState.LINK_OPENED else "code"
         moved = await db.execute(update(PasswordResetFlow).where(
-            PasswordResetFlow.id == flow.id, PasswordResetFlow.state == ResetState.CODE_VERIFIED.value,
+            PasswordResetFlow.id == flow.id, PasswordResetFlow.state == flow.state,
         ).values(state=ResetState.COMPLETED.value, completed_at=now))
         if moved.rowcount != 1:
             raise RecoveryError(ALREADY_DONE)
         user.password_hash = await self.s.hasher.hash(password)
         # The person chose this password: a temporary one pending from an administrator is gone.
         user.password_must_change, user.password_expires_at = False, None
-        # Whoever knew the old password is out: every browser session and every token family.
+        # Whoever knew the old password is out: every browser session and every token family,
+        # and every other reset of the account (a link sent or opened, a code sent or proved).
         await end_everything(db, user.id)
         # Tell the person, on the primary email (a phone-only account has none) and on the
         # channel the reset went through.
@@ -171,5 +218,7 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
         for channel, recipient in recipients:
             await self.s.courier.enqueue(db, channel=channel, recipient=recipient,
                                          kind="password_changed", locale=flow.locale, params={})
+        await self.s.audit.record(db, Actor.user(user.id), "password.reset", target_type="user",
+                                  target_id=user.id, after={"via": via})
         await db.flush()
         return ResetDone(flow.login_flow_id)

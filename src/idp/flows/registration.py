@@ -31,8 +31,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 from idp.accounts.errors import AccountError
 from idp.accounts.phones import CountryNotAllowed, NotAMobileNumber, PhoneNumberError
 from idp.accounts.service import IdentifierTaken
+from idp.audit.service import Actor
 from idp.db import Base, new_id, utcnow
 from idp.flows.bound import BoundFlowColumns, BoundFlows, login_flow_or_none
+from idp.flows.models import AuthorizationFlow
 from idp.flows.service import Browser, FlowError, LoginResult
 from idp.otp.service import Purpose, ResendTooSoon, TooManyAttempts
 from idp.ui.i18n import N_
@@ -187,6 +189,14 @@ class RegistrationService(BoundFlows[RegistrationFlow]):
             params = {"code": issued.code, "minutes": max(1, issued.ttl_seconds // 60)}
         await self.s.courier.enqueue(db, channel=flow.channel, recipient=destination, kind=kind,
                                      locale=flow.locale, params=params)
+        if not taken:  # no account yet, so no target; nor the destination (nobody's until proven)
+            await self.s.audit.record(db, Actor("user", None, await self._client_of(db, flow)), "code.sent",
+                                      after={"channel": flow.channel, "purpose": purpose.value})
+
+    async def _client_of(self, db: AsyncSession, flow: RegistrationFlow) -> str | None:
+        """The client of the sign-in that sent the person here, if any (for the audit log)."""
+        login_flow = await db.get(AuthorizationFlow, flow.login_flow_id) if flow.login_flow_id else None
+        return login_flow.client_id if login_flow is not None else None
 
     # ---- steps ----------------------------------------------------------------------------------
 
@@ -236,6 +246,9 @@ class RegistrationService(BoundFlows[RegistrationFlow]):
             raise AlreadyRegistered(ALREADY_REGISTERED) from None
         log.info("account registered", extra={"fields": {
             "event": "account_registered", "user_id": user.id, "channel": flow.channel}})
+        await self.s.audit.record(db, Actor.user(user.id, client_id=await self._client_of(db, flow)),
+                                  "user.registered", target_type="user", target_id=user.id,
+                                  after={"method": _method(flow.channel)})
         method = _FIRST_FACTOR[flow.channel]
         signing_in = Browser(previous_cookie=previous_cookie, user_agent=user_agent, cookie=browser,
                              locale=flow.locale)

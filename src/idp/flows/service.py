@@ -17,6 +17,12 @@ SECOND_FACTOR (step-up). Each step loads the flow under a row lock and checks it
 or expired flow is refused. The identifier step never looks at whether an account exists: the
 next step depends on what was typed and on policy only, and unknown accounts walk the same pages
 (no code is sent to them) and fail with the same message.
+
+Audit events (audit/): a started session is `user.signed_in` (`user.step_up` when it adds a
+second factor to a live session), each refused answer exactly one `user.sign_in_failed` with its
+reason, each queued code `code.sent`. Until the person is authenticated the actor is a user
+without an id (someone at a browser), coming through the flow's client; the account, when one
+matches, is the target. A disabled account is refused only after a right answer.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,6 +39,7 @@ from idp.accounts.errors import AccountError
 from idp.accounts.models import User
 from idp.accounts.password_policy import normalise_password
 from idp.accounts.phones import PhoneNumberError
+from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
 from idp.oauth.authorization import (
@@ -68,6 +75,19 @@ class LoginFailed(Exception):
 
 class SecondFactorFailed(Exception):
     """The second-factor answer was wrong (a code, an app's code, a recovery code, a password)."""
+
+
+class AccountDisabled(Exception):
+    """The factor was right, but the account is disabled (users.disabled_at): no session. Only
+    said after a correct answer, so a wrong password for a disabled account is an ordinary wrong
+    password. The failure is audited, so the transaction commits (Database.run)."""
+
+    keeps_changes = True
+
+
+# Why a sign-in failed, as `user.sign_in_failed` events say it (after.reason).
+UNKNOWN_ACCOUNT, WRONG_PASSWORD, WRONG_CODE = "unknown_account", "wrong_password", "wrong_code"
+WRONG_SECOND_FACTOR, LOCKED, DISABLED = "wrong_second_factor", "locked", "disabled"
 
 
 @dataclass
@@ -214,10 +234,10 @@ class FlowService:
         browser = browser or Browser()
         if flow is None:
             flow = await self.new_flow(db, request, FlowState.SECOND_FACTOR, browser=browser.cookie,
-                                       session=session, done=done)
+                                       session=session, done=done, step_up=True)
         else:
             flow.state, flow.user_id, flow.session_id = FlowState.SECOND_FACTOR, user.id, session.id
-            flow.data = {**(flow.data or {}), "done": done}
+            flow.data = {**(flow.data or {}), "done": done, "step_up": True}
             await db.flush()
         return await self._offer_factor(db, FlowView(flow, request, ""), user, methods, methods[0], browser)
 
@@ -256,13 +276,23 @@ class FlowService:
         # Failures count per account and client address: guessing from one address is slowed,
         # and nobody elsewhere can keep the owner's account closed. Unknown logins count alike.
         failures_key = f"{login or ''}|{ip_key(browser.ip)}"
-        await self.s.rate_limiter.test("login_per_account", failures_key)
+        try:
+            await self.s.rate_limiter.test("login_per_account", failures_key)
+        except RateLimited as error:
+            await self._failed(db, view, await self._account_of(db, login), LOCKED, "pwd", error)
         # Unknown logins spend the same hash time (accounts.authenticate_password).
         user = await self.s.accounts.authenticate_password(db, login or "", password)
         if user is None or (user.password_must_change and self.s.temporary_passwords.expired(user)):
             await self._count_failure(failures_key)
-            raise LoginFailed()  # an expired temporary password is a wrong one
+            # An expired temporary password is a wrong one. A disabled account's wrong password
+            # too: only the right one hears that the account is disabled.
+            user = user or await self._account_of(db, login)
+            await self._failed(db, view, user, WRONG_PASSWORD if user else UNKNOWN_ACCOUNT, "pwd", LoginFailed())
         return await self._after_first_factor(db, view, user, "pwd", browser)
+
+    async def _account_of(self, db: AsyncSession, login: str | None) -> User | None:
+        """The account a failed password was typed for, if any (for the audit log only)."""
+        return await self.s.accounts.find_by_login(db, login, usernames=True) if login else None
 
     async def request_login_code(self, db: AsyncSession, flow_id: str | None, browser: Browser,
                                  *, resend: bool = False) -> Interaction:
@@ -284,8 +314,12 @@ class FlowService:
         login, channel = view.data.get("login"), view.data.get("channel")
         user = await self.s.accounts.find_by_login(db, login) if login else None
         if user is None:
-            raise CodeInvalid("no account behind this login")
-        await self.s.otp.verify(db, Purpose.LOGIN, login, code or "")
+            await self._failed(db, view, None, UNKNOWN_ACCOUNT, channel, CodeInvalid("no account behind this login"))
+        try:
+            await self.s.otp.verify(db, Purpose.LOGIN, login, code or "")
+        except CodeProblem as error:
+            await self._failed(db, view, user, LOCKED if isinstance(error, TooManyAttempts) else WRONG_CODE,
+                               channel, error)
         return await self._after_first_factor(db, view, user, channel, browser)
 
     async def _send_login_code(self, db: AsyncSession, view: FlowView, channel: str,
@@ -306,35 +340,41 @@ class FlowService:
         if login:
             # A code is issued for unknown destinations too (and never sent): the same work,
             # the same time, the same cooldowns.
-            await self._send_code(db, Purpose.LOGIN, channel, login, "login", browser.locale,
-                                  deliver=user is not None)
+            await self._send_code(db, view, user, Purpose.LOGIN, channel, login, "login", browser.locale)
         return self._update(view, FlowState.CODE, channel=channel)
 
-    async def _send_code(self, db: AsyncSession, purpose: Purpose, channel: str, destination: str,
-                         kind: str, locale: str, *, deliver: bool = True) -> None:
+    async def _send_code(self, db: AsyncSession, view: FlowView, user: User | None, purpose: Purpose,
+                         channel: str, destination: str, kind: str, locale: str) -> None:
+        """A code issued to `destination`, and queued (and audited) only when `user` is its
+        account: an unknown destination costs the same work and receives nothing."""
         try:
             issued = await self.s.otp.issue(db, purpose, destination)
         except (ResendTooSoon, TooManyAttempts):
             # The code sent a moment ago stays valid (a locked destination refuses at the code
             # step): the page must not differ from an unknown account's.
             return
-        if not deliver:
+        if user is None:
             return
         await self.s.courier.enqueue(db, channel=channel, recipient=destination, kind=kind,
                                      locale=locale, params={"code": issued.code,
                                                             "minutes": max(1, issued.ttl_seconds // 60)})
+        await self.s.audit.record(db, Actor("user", None, view.flow.client_id), "code.sent",
+                                  org_id=_org_of(view, user.id), target_type="user", target_id=user.id,
+                                  after={"channel": channel, "purpose": purpose.value})
 
     # ---- second factor -------------------------------------------------------------------------
 
     async def _after_first_factor(self, db: AsyncSession, view: FlowView, user: User, method: str,
                                   browser: Browser) -> LoginResult:
         """`method` (pwd, sms or email) passed: a second factor when the account has one or the
-        client asks for one, else on to the end."""
+        client asks for one, else on to the end. A disabled account stops here."""
+        await self._refuse_disabled(db, view, user, method)
         step_up = wants_mfa(view.request)
         needed = step_up or await self.s.factors.has_second_factor(db, user.id)
         methods = await self.s.factors.methods(db, user, first=method, step_up=step_up) if needed else []
         view.flow.user_id = user.id
-        view.flow.data = {**view.data, "done": [method]}
+        # A first factor: a sign-in, whatever the flow was before (no longer a step-up).
+        view.flow.data = {**{k: v for k, v in view.data.items() if k != "step_up"}, "done": [method]}
         if not methods:
             # Nothing else to ask: a client that asked for MFA sees acr 1fa and decides.
             return await self._finish(db, view, user, browser)
@@ -352,7 +392,7 @@ class FlowService:
                                                       account_id=user.id, scope="factor")
                 except PhoneNumberError:  # the country left the allow-list meanwhile
                     raise FlowError("this sign-in method is not available") from None
-            await self._send_code(db, Purpose.SECOND_FACTOR, method, destination, "second_factor",
+            await self._send_code(db, view, user, Purpose.SECOND_FACTOR, method, destination, "second_factor",
                                   browser.locale)
         return self._update(view, FlowState.SECOND_FACTOR, methods=methods, factor=method)
 
@@ -376,12 +416,16 @@ class FlowService:
         # Guessing an app's 6 digits is bounded per account and address (the otp service bounds
         # the codes it sends); only wrong answers count.
         failures_key = f"factor:{user.id}|{ip_key(browser.ip)}"
-        await self.s.rate_limiter.test("login_per_account", failures_key)
+        try:
+            await self.s.rate_limiter.test("login_per_account", failures_key)
+        except RateLimited as error:
+            await self._failed(db, view, user, LOCKED, method, error)
         try:
             await self._check_second_factor(db, user, method, answer or "")
         except (SecondFactorFailed, CodeProblem) as error:
             await self._count_failure(failures_key)
-            raise error
+            await self._failed(db, view, user, LOCKED if isinstance(error, TooManyAttempts) else WRONG_SECOND_FACTOR,
+                               method, error)
         view.flow.data = {**view.data, "done": [*view.data.get("done", []), method]}
         return await self._finish(db, view, user, browser)
 
@@ -399,6 +443,25 @@ class FlowService:
                 raise SecondFactorFailed()
         elif not await self.s.hasher.verify(user.password_hash, normalise_password(answer)):
             raise SecondFactorFailed()
+
+    async def _failed(self, db: AsyncSession, view: FlowView, user: User | None, reason: str,
+                      method: str | None, error: Exception) -> NoReturn:
+        """Write `user.sign_in_failed` and raise `error`, marked `keeps_changes` so Database.run
+        commits the event although the request fails (what else the step wrote is the flow's
+        data and the code's attempt counter, which a failure keeps anyway). Each failing step
+        calls this once, so one failure is one event. An unknown account has no target, and what
+        was typed is not stored: the log must not collect other people's addresses or mistyped
+        passwords."""
+        await self.s.audit.record(db, Actor("user", None, view.flow.client_id), "user.sign_in_failed",
+                                  org_id=_org_of(view, user.id) if user else None,
+                                  target_type="user" if user else None, target_id=user.id if user else None,
+                                  after={"reason": reason, "method": method})
+        error.keeps_changes = True
+        raise error
+
+    async def _refuse_disabled(self, db: AsyncSession, view: FlowView, user: User, method: str | None) -> None:
+        if user.disabled_at is not None:
+            await self._failed(db, view, user, DISABLED, method, AccountDisabled())
 
     async def _count_failure(self, key: str) -> None:
         try:
@@ -422,7 +485,9 @@ class FlowService:
         if user is None or not user.password_must_change or self.s.temporary_passwords.expired(user):
             # Gone, changed by a reset meanwhile, or expired while the page was open.
             raise FlowError("this sign-in link has expired; start again from the application")
-        await self.s.temporary_passwords.complete_change(db, user, password)  # PasswordRejected, SameAsTemporary
+        await self._refuse_disabled(db, view, user, "pwd")  # before the change, which would be kept
+        await self.s.temporary_passwords.complete_change(  # PasswordRejected, SameAsTemporary
+            db, user, password, actor=Actor.user(user.id, client_id=view.flow.client_id))
         return await self._start_session(db, view, user, browser)
 
     async def sign_in(self, db: AsyncSession, flow_id: str | None, user: User, *, method: str,
@@ -436,6 +501,8 @@ class FlowService:
     async def _start_session(self, db: AsyncSession, view: FlowView, user: User,
                              browser: Browser) -> LoginResult:
         done = list(dict.fromkeys(view.data.get("done") or ["pwd"]))
+        # Disabled while the second factor or the new password was typed: still no session.
+        await self._refuse_disabled(db, view, user, done[-1])
         # Two different methods are two factors (RFC 8176 "mfa"). A code by email and one by SMS
         # are both "something you have", but on different channels and devices: we count two.
         mfa = len(done) >= 2
@@ -446,9 +513,15 @@ class FlowService:
             await self.s.sessions.end(db, previous.id)
         if view.flow.session_id and (previous is None or previous.id != view.flow.session_id):
             await self.s.sessions.end(db, view.flow.session_id)  # a step-up replaces its session
+        acr = ACR_MFA if mfa else ACR_SINGLE_FACTOR
         session, cookie = await self.s.sessions.start(
-            db, user_id=user.id, amr=amr, acr=ACR_MFA if mfa else ACR_SINGLE_FACTOR,
+            db, user_id=user.id, amr=amr, acr=acr,
             user_agent=browser.user_agent, methods=done)  # by name: organisation policies read them
+        # A step-up (a second factor for a live session) replaces the session like a sign-in.
+        await self.s.audit.record(db, Actor.user(user.id, client_id=view.flow.client_id),
+                                  "user.step_up" if view.data.get("step_up") else "user.signed_in",
+                                  org_id=_org_of(view, user.id), target_type="user", target_id=user.id,
+                                  after={"methods": done, "acr": acr, "client_id": view.flow.client_id})
         view.flow.user_id, view.flow.session_id = user.id, session.id
         if view.flow.client_id is None:
             view.flow.state = FlowState.COMPLETE
@@ -483,6 +556,13 @@ class FlowService:
         except AccountError:
             return None, None
 
+
+
+def _org_of(view: FlowView, user_id: str) -> str | None:
+    """The organisation this sign-in is for, when it is already known (chosen earlier on the
+    flow for this person: an organisation's policy sent them to sign in again)."""
+    data = view.data
+    return data.get("org") if data.get("org_user") == user_id else None
 
 
 def _shown(typed: str) -> str:

@@ -20,6 +20,7 @@ from joserfc.jwk import ECKey, KeySet, OKPKey, RSAKey, import_key
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.audit.service import SYSTEM, Actor, AuditLog
 from idp.db import new_id, utcnow
 from idp.keys.crypto import seal, unseal
 from idp.keys.models import SigningKey
@@ -68,6 +69,8 @@ class KeyRing:
         self._cache_seconds = cache_seconds
         self._snapshot = _Snapshot()
         self._private_by_kid: dict[str, object] = {}
+        # The audit log (set by Services): key.created, key.rotated and key.retired events.
+        self.audit: AuditLog | None = None
 
     # ---- persistence -------------------------------------------------------------------------
 
@@ -93,39 +96,48 @@ class KeyRing:
         if db.get_bind().dialect.name == "postgresql":
             await db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _KEY_CHANGE_LOCK})
 
-    async def ensure_keys(self, db: AsyncSession) -> bool:
+    async def _record(self, db: AsyncSession, actor: Actor, action: str, row: SigningKey) -> None:
+        """An audit event naming the key, never its material."""
+        if self.audit is not None:
+            await self.audit.record(db, actor, action, target_type="signing_key", target_id=row.kid,
+                                    after={"kid": row.kid, "alg": row.alg, "status": row.status})
+
+    async def ensure_keys(self, db: AsyncSession, *, actor: Actor = SYSTEM) -> bool:
         """Create an active and a next key for every family that lacks them. True if any was made."""
         await self._lock_key_changes(db)
         rows = (await db.execute(select(SigningKey).where(SigningKey.status.in_((ACTIVE, NEXT))))).scalars()
         have = {(row.alg, row.status) for row in rows}
-        created = False
-        for family in FAMILIES:
-            for status in (ACTIVE, NEXT):
-                if (family, status) not in have:
-                    db.add(self._new_row(family, status))
-                    created = True
+        created = [self._new_row(family, status) for family in FAMILIES for status in (ACTIVE, NEXT)
+                   if (family, status) not in have]
         if created:
+            db.add_all(created)
             await db.flush()
+            for row in created:
+                await self._record(db, actor, "key.created", row)
             self.invalidate()
-        return created
+        return bool(created)
 
-    async def rotate(self, db: AsyncSession) -> list[SigningKey]:
+    async def rotate(self, db: AsyncSession, *, actor: Actor = SYSTEM) -> list[SigningKey]:
         """Promote each family's next key; retire the old active one. Returns the new active keys."""
-        await self.ensure_keys(db)  # takes the key-change lock, held until this transaction ends
+        await self.ensure_keys(db, actor=actor)  # takes the key-change lock, held until this transaction ends
         now = utcnow()
         rows = (await db.execute(
             select(SigningKey).where(SigningKey.status.in_((ACTIVE, NEXT))).with_for_update()
         )).scalars().all()
-        promoted = []
+        promoted, retired = [], []
         for row in rows:
             if row.status == ACTIVE:
                 row.status, row.retired_at, row.expires_at = RETIRED, now, now + self._retire_after
+                retired.append(row)
             else:
                 row.status, row.activated_at = ACTIVE, now
                 promoted.append(row)
-        for family in FAMILIES:
-            db.add(self._new_row(family, NEXT))
+        created = [self._new_row(family, NEXT) for family in FAMILIES]
+        db.add_all(created)
         await db.flush()
+        for action, changed in (("key.retired", retired), ("key.rotated", promoted), ("key.created", created)):
+            for row in sorted(changed, key=lambda r: FAMILIES.index(r.alg)):
+                await self._record(db, actor, action, row)
         self.invalidate()
         return promoted
 

@@ -233,6 +233,10 @@ class AuthorizationService:
                     session: BrowserSession | None, browser: Browser | None = None) -> Redirect | Interaction:
         request = await self.validate(db, items)
         client = await self.s.clients.get(db, request.client_id)
+        if session is not None:
+            user = await self.s.accounts.get(db, session.user_id)
+            if user is None or user.disabled_at is not None:
+                session = None  # a disabled account's session counts for nothing: sign in (and be refused)
         # prompt=select_account: for a client that asks for an organisation the choice to make
         # again is the organisation (the chooser, with the session kept); otherwise the account.
         select_account = "select_account" in request.prompt and not self.s.flows.organisation.applies(request, client)

@@ -43,6 +43,8 @@ class ResourceService:
             grant = await db.get(Grant, grant_id)
             if grant is None or grant.revoked_at is not None:
                 return None
+        elif await self.s.clients.get(db, claims.get("client_id")) is None:
+            return None  # a client_credentials token of a client deleted since
         return claims
 
     async def userinfo(self, db: AsyncSession, token: str | None) -> dict:

@@ -94,7 +94,15 @@ OPERATORS_ONLY = N_("Only the service's operators can lock or unlock billing-con
 
 
 def _is_operator(actor: Actor) -> bool:
+    """Operators and integrators: they manage contacts without a role (`require` has already
+    kept an organisation-bound client to its own organisation)."""
     return actor.type in ("operator", "client")
+
+
+def _is_platform(actor: Actor) -> bool:
+    """Operators and platform integrators may also override the owner's rules (set an occupied
+    slot, the billing lock). A client bound to one organisation has the owner's powers only."""
+    return actor.type == "operator" or (actor.type == "client" and actor.org_id is None)
 
 
 @dataclass
@@ -124,6 +132,14 @@ class ContactRequestInfo:
 
 
 @dataclass
+class ContactSheet:
+    """An organisation's contacts: {kind: the member holding it, or None}."""
+
+    org: Organisation
+    holders: dict[str, User | None]
+
+
+@dataclass
 class Answer:
     """What a confirmation or refusal did: `outcome` is "waiting" (the other contact has still to
     confirm), "completed" (the contact changed) or "refused"."""
@@ -141,12 +157,28 @@ class ContactService:
 
     async def contacts(self, db: AsyncSession, actor: Actor, org_ref: str) -> dict[str, User | None]:
         """{kind: the member holding it, or None} for admin, technical and billing."""
-        access, holders = await self._access(db, actor, org_ref)
+        return (await self.sheet(db, actor, org_ref)).holders
+
+    async def sheet(self, db: AsyncSession, actor: Actor, org_ref: str, *, lock: bool = False) -> ContactSheet:
+        """The contacts with their organisation (for its billing lock). `lock` takes the
+        organisation's row lock, for a caller that checks this state before changing it (the
+        REST API's If-Match)."""
+        access, holders = await self._access(db, actor, org_ref, lock=lock)
         if not (self._manages(actor, access, "contacts.view") or
                 (actor.type == "user" and actor.id in holders.values())):
             raise Forbidden()
         users = await self._users(db, [uid for uid in holders.values() if uid])
-        return {kind: users.get(uid) if uid else None for kind, uid in holders.items()}
+        return ContactSheet(access.org, {kind: users.get(uid) if uid else None for kind, uid in holders.items()})
+
+    async def get_request(self, db: AsyncSession, actor: Actor, request_id: str) -> ContactRequestInfo:
+        """One request, in any state, for whoever `pending` would show it to; OrgNotFound for
+        anyone else."""
+        request, access, holders = await self._request_for(db, actor, request_id, lock=False)
+        person = actor.id if actor.type == "user" else None
+        if not (self._manages(actor, access, "contacts.view") or (person is not None and person in (
+                holders["admin"], request.from_user_id, request.to_user_id, request.requested_by))):
+            raise OrgNotFound()
+        return await self._info(db, request, access.org)
 
     async def pending(self, db: AsyncSession, actor: Actor, org_ref: str) -> list[ContactRequestInfo]:
         """Open requests (not expired), oldest first. Managers and the admin contact see all of
@@ -281,8 +313,9 @@ class ContactService:
             raise OrgError(NOT_A_MEMBER)
         access, holders = await self._access(db, actor, org_ref, lock=True)
         org = access.org
-        if not _is_operator(actor):
-            permissions.check(access.role, "contacts.manage")
+        if not _is_platform(actor):
+            if not _is_operator(actor):
+                permissions.check(access.role, "contacts.manage")
             if holders[kind] is not None:
                 raise Conflict(USE_A_REQUEST)
             if kind == "billing" and org.billing_contact_locked:
@@ -304,7 +337,7 @@ class ContactService:
         invoices: new billing requests are refused and open ones cannot complete meanwhile."""
         if not isinstance(locked, bool):
             raise OrgError("locked must be true or false")
-        if not _is_operator(actor):
+        if not _is_platform(actor):
             await self.s.orgs.require(db, actor, org_ref, "org.view")  # strangers: OrgNotFound
             raise Forbidden(OPERATORS_ONLY)
         org = (await self.s.orgs.require(db, actor, org_ref, "org.view", lock=True)).org
@@ -444,16 +477,17 @@ class ContactService:
         held = {kind: user_id for kind, user_id in rows}
         return {kind: held.get(kind) for kind in CONTACT_KINDS}
 
-    async def _request_for(self, db: AsyncSession, actor: Actor, request_id: str):
-        """A request by id for a member of its organisation, with the organisation's row lock.
-        A stranger gets OrgNotFound whether the request exists or not."""
+    async def _request_for(self, db: AsyncSession, actor: Actor, request_id: str, *, lock: bool = True):
+        """A request by id for a member of its organisation, with the organisation's row lock
+        (unless `lock` is False: reading only). A stranger gets OrgNotFound whether the request
+        exists or not."""
         if not isinstance(request_id, str) or not _ID.fullmatch(request_id):
             raise OrgNotFound()
         org_id = (await db.execute(select(ContactChangeRequest.org_id).where(
             ContactChangeRequest.id == request_id))).scalar_one_or_none()
         if org_id is None:
             raise OrgNotFound()
-        access, holders = await self._access(db, actor, org_id, lock=True)
+        access, holders = await self._access(db, actor, org_id, lock=lock)
         request = (await db.execute(select(ContactChangeRequest).where(
             ContactChangeRequest.id == request_id).execution_options(populate_existing=True))).scalar_one()
         return request, access, holders

@@ -38,6 +38,7 @@ from idp.accounts.service import normalise_email
 from idp.audit.models import AuditEvent
 from idp.audit.service import Actor
 from idp.db import utcnow
+from idp.db.paging import paginate
 from idp.orgs import permissions
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
 from idp.orgs.links import INVITATION_PREFIX, LinkGone, LinkNotFound, Links, expiry_text
@@ -154,6 +155,27 @@ class InvitationService:
             Invitation.created_at.desc(), Invitation.id))).scalars()
         now = utcnow()
         return [InvitationView.of(invitation, access.org, self.links.state(invitation, now)) for invitation in rows]
+
+    async def page(self, db: AsyncSession, actor: Actor, org_ref: str, *, limit: int,
+                   cursor: str | None) -> tuple[list[InvitationView], str | None]:
+        """`list_pending` a page at a time, newest first (the REST API's list)."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.invite")
+        rows, next_cursor = await paginate(
+            db, select(Invitation).where(Invitation.org_id == access.org.id, *self.links.open()),
+            time_column=Invitation.created_at, id_column=Invitation.id, limit=limit, cursor=cursor,
+            newest_first=True)
+        now = utcnow()
+        return [InvitationView.of(row, access.org, self.links.state(row, now)) for row in rows], next_cursor
+
+    async def view(self, db: AsyncSession, actor: Actor, org_ref: str, invitation_id: str) -> InvitationView:
+        """One invitation of the organisation, in any state (`members.invite`); OrgNotFound for
+        another organisation's."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.invite")
+        invitation = (await db.get(Invitation, invitation_id)
+                      if isinstance(invitation_id, str) and _ID.fullmatch(invitation_id) else None)
+        if invitation is None or invitation.org_id != access.org.id:
+            raise OrgNotFound()
+        return InvitationView.of(invitation, access.org, self.links.state(invitation, utcnow()))
 
     async def revoke_sent_by(self, db: AsyncSession, actor: Actor, org_id: str, inviter_id: str, *,
                              role: str | None, reason: str) -> list[str]:

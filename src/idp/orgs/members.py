@@ -1,6 +1,10 @@
-"""Members of an organisation: list, add (operators), change a role, remove, leave.
+"""Members of an organisation: list, add (operators and platform integrators), change a role,
+remove, leave.
 
 Rules (the permission table decides who may attempt what; these are the rules about the target):
+- An existing account is added directly only by an operator or a platform integrator. An
+  organisation's own integration (a client bound to it) invites, like the owner's pages: adding
+  would let it pull any account into its organisation and then read it (Forbidden).
 - Nobody is given the owner role here: ownership moves only by a transfer (orgs/ownership.py).
 - Nobody gives a role above their own, and an admin never touches the owner.
 - The owner is never removed, demoted or allowed to leave: the organisation would have no owner.
@@ -29,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from idp.accounts.models import User
 from idp.audit.service import Actor
 from idp.db import utcnow
+from idp.db.paging import paginate
 from idp.oauth.grants.base import revoke_grant
 from idp.oauth.models import Grant
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
@@ -45,6 +50,8 @@ OWNER_STAYS = N_("The owner cannot be removed, demoted or leave. Transfer the ow
 ALREADY_MEMBER = N_("This person is already a member of the organisation.")
 NO_SUCH_ACCOUNT = N_("There is no such account.")
 ONLY_PEOPLE_LEAVE = N_("Only a signed-in member can leave an organisation.")
+# Only an API client is bound to an organisation, so this is never shown on a page (no N_).
+BOUND_CLIENTS_INVITE = "an organisation's own integration invites people; it cannot add accounts directly"
 
 
 def given_role(role: object) -> str:
@@ -71,6 +78,11 @@ class MemberView:
     joined_at: datetime
 
 
+def _view(membership: Membership, user: User | None) -> MemberView:
+    return MemberView(membership.user_id, user.email if user else None, user.name if user else None,
+                      membership.role, membership.created_at)
+
+
 class MemberService:
     def __init__(self, services: Services) -> None:
         self.s = services
@@ -85,12 +97,40 @@ class MemberService:
         members = [MemberView(m.user_id, email, name, m.role, m.created_at) for m, email, name in rows]
         return sorted(members, key=lambda v: (rank(v.role), (v.name or v.email or "").casefold(), v.user_id))
 
+    async def page(self, db: AsyncSession, actor: Actor, org_ref: str, *, limit: int,
+                   cursor: str | None) -> tuple[list[MemberView], str | None]:
+        """One page of the members in the order they joined (the REST API's list; the pages use
+        `list`). Needs `members.view`."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.view")
+        memberships, next_cursor = await paginate(
+            db, select(Membership).where(Membership.org_id == access.org.id),
+            time_column=Membership.created_at, id_column=Membership.id, limit=limit, cursor=cursor)
+        users = {user.id: user for user in (await db.execute(select(User).where(
+            User.id.in_([m.user_id for m in memberships])))).scalars()} if memberships else {}
+        return [_view(m, users.get(m.user_id)) for m in memberships], next_cursor
+
+    async def get(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str, *,
+                  lock: bool = False) -> MemberView:
+        """One member (`members.view`); OrgNotFound for someone who is not a member. `lock` takes
+        the organisation's row lock, as every change of a membership does."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.view", lock=lock)
+        membership = (await self.s.orgs.membership(db, access.org.id, user_id)
+                      if isinstance(user_id, str) and len(user_id) <= 64 else None)
+        if membership is None:
+            raise OrgNotFound()
+        return _view(membership, await db.get(User, membership.user_id))
+
     async def add(self, db: AsyncSession, actor: Actor, org_ref: str, user_id: str, role: str) -> Membership:
         """Make an existing account a member with `role` (admin, editor or member). For operators
-        (the CLI) and integrators; a person joins by invitation. Raises OrgError (bad role or no
-        such account), Forbidden (owner, or a role above the actor's), Conflict (already a member)."""
+        (the CLI) and platform integrators; a person joins by invitation, and so does anyone an
+        organisation's own integration wants in (Forbidden for it, after its organisation is
+        found: another organisation stays "not found"). Raises OrgError (bad role or no such
+        account), Forbidden (owner, a role above the actor's, or a bound client), Conflict
+        (already a member)."""
         role = given_role(role)
         access = await self.s.orgs.require(db, actor, org_ref, "members.invite", new_role=role, lock=True)
+        if actor.org_id is not None:
+            raise Forbidden(BOUND_CLIENTS_INVITE)
         if not isinstance(user_id, str) or len(user_id) > 64 or await db.get(User, user_id) is None:
             raise OrgError(NO_SUCH_ACCOUNT)
         if await self.s.orgs.membership(db, access.org.id, user_id) is not None:

@@ -112,6 +112,11 @@ _FIELD_ERRORS = {
 }
 
 
+class PolicyRejected(OrgError):
+    """A policy that breaks a rule of its own or goes below the platform floor. Pages show the
+    message like any refusal (status 400, as before); the REST API answers 422 policy-rejected."""
+
+
 def parse(data: dict) -> OrgPolicy:
     """A policy from untrusted data, or an OrgError naming the first bad field."""
     try:
@@ -120,9 +125,9 @@ def parse(data: dict) -> OrgPolicy:
         first = error.errors()[0]
         field = first["loc"][0] if first["loc"] else None
         if field in _FIELD_ERRORS:
-            raise OrgError(_FIELD_ERRORS[field]) from None
+            raise PolicyRejected(_FIELD_ERRORS[field]) from None
         reason = first.get("ctx", {}).get("error")  # a rule across fields, already worded
-        raise OrgError(str(reason) if reason else "the policy is not valid") from None
+        raise PolicyRejected(str(reason) if reason else "the policy is not valid") from None
 
 
 def lower_role(a: str, b: str) -> str:
@@ -159,19 +164,19 @@ def _refuse_looser(before: OrgPolicy, after: OrgPolicy, floor: OrgPolicy) -> Non
     are not refused (the page may post the whole form): `tighten` takes care of those."""
     changed = {name for name in OrgPolicy.model_fields if getattr(before, name) != getattr(after, name)}
     if "require_second_factor" in changed and floor.require_second_factor and not after.require_second_factor:
-        raise OrgError("the platform requires a second factor for every organisation")
+        raise PolicyRejected("the platform requires a second factor for every organisation")
     if "allowed_factors" in changed and not set(after.allowed_factors) <= set(floor.allowed_factors):
-        raise OrgError("the platform does not allow one of these second factors")
+        raise PolicyRejected("the platform does not allow one of these second factors")
     if "sms_after_password" in changed and after.sms_after_password and "sms" not in floor.allowed_factors:
-        raise OrgError("the platform does not allow SMS as a second factor")
+        raise PolicyRejected("the platform does not allow SMS as a second factor")
     if "phone_code_sign_in" in changed and after.phone_code_sign_in and not floor.phone_code_sign_in:
-        raise OrgError("the platform does not allow sign-in by phone number and SMS code alone")
+        raise PolicyRejected("the platform does not allow sign-in by phone number and SMS code alone")
     if ("phone_code_max_role" in changed
             and rank(after.phone_code_max_role) < rank(floor.phone_code_max_role)):
-        raise OrgError("the platform does not allow a phone-code sign-in to carry this role")
+        raise PolicyRejected("the platform does not allow a phone-code sign-in to carry this role")
     if "max_session_age" in changed and floor.max_session_age is not None and (
             after.max_session_age is None or after.max_session_age > floor.max_session_age):
-        raise OrgError("the platform does not allow sessions this long")
+        raise PolicyRejected("the platform does not allow sessions this long")
 
 
 # ---- what a session needs --------------------------------------------------------------------
@@ -371,8 +376,10 @@ class OrgPolicyService:
         """`requirements` for a session, an authorization code or a grant (its amr and methods)."""
         return self.requirements(org, amr=holder.amr, methods=holder.methods)
 
-    async def view(self, db: AsyncSession, actor: Actor, org_ref: str | None) -> PolicyView:
-        access = await self.s.orgs.require(db, actor, org_ref, "policies.view")
+    async def view(self, db: AsyncSession, actor: Actor, org_ref: str | None, *,
+                   lock: bool = False) -> PolicyView:
+        """`lock`: hold the organisation's row lock, for a caller that compares before it updates."""
+        access = await self.s.orgs.require(db, actor, org_ref, "policies.view", lock=lock)
         return PolicyView(self.policy_of(access.org), self.effective(access.org), self.floor())
 
     async def update(self, db: AsyncSession, actor: Actor, org_ref: str | None,
@@ -401,5 +408,5 @@ class OrgPolicyService:
         return after
 
 
-__all__ = ["FACTORS", "OrgPolicy", "OrgPolicyService", "PolicyView", "Requirements",
+__all__ = ["FACTORS", "OrgPolicy", "OrgPolicyService", "PolicyRejected", "PolicyView", "Requirements",
            "evaluate", "lower_role", "parse", "tighten"]

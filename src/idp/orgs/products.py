@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.audit.service import Actor
+from idp.db.paging import paginate
 from idp.oauth.models import Client
 from idp.orgs import permissions
 from idp.orgs.errors import Conflict, Forbidden, OrgError, OrgNotFound
@@ -37,7 +38,7 @@ _REF = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def _platform_actor(actor: Actor) -> None:
     """Products are the platform's: a person (even an organisation's owner) cannot make one."""
-    if actor.type not in ("operator", "client", "system"):
+    if actor.type not in ("operator", "client", "system") or actor.org_id is not None:
         raise Forbidden("only an operator or an integrator can manage products")
 
 
@@ -73,6 +74,25 @@ class ProductService:
     async def list(self, db: AsyncSession) -> list[Product]:
         return list((await db.execute(select(Product).order_by(Product.name, Product.id))).scalars())
 
+    async def page(self, db: AsyncSession, *, limit: int, cursor: str | None,
+                   handle: str | None = None) -> tuple[list[Product], str | None]:
+        """Products oldest first, a page at a time (the REST API); `handle` filters to that one."""
+        query = select(Product)
+        if handle is not None:
+            query = query.where(Product.handle == handle.strip().lower())
+        return await paginate(db, query, time_column=Product.created_at, id_column=Product.id,
+                              limit=limit, cursor=cursor)
+
+    async def clients_of(self, db: AsyncSession, product_ids: list[str]) -> dict[str, list[str]]:
+        """{product id: its client ids, sorted} for the given products."""
+        found: dict[str, list[str]] = {product_id: [] for product_id in product_ids}
+        if product_ids:
+            rows = await db.execute(select(Client.product_id, Client.client_id).where(
+                Client.product_id.in_(set(product_ids))).order_by(Client.client_id))
+            for product_id, client_id in rows.all():
+                found[product_id].append(client_id)
+        return found
+
     async def create(self, db: AsyncSession, actor: Actor, handle: str, name: str, roles: list[str],
                      client_ids: list[str] | tuple[str, ...] = ()) -> Product:
         """A new product with its roles (highest first) and, optionally, its clients.
@@ -106,11 +126,20 @@ class ProductService:
             raise OrgNotFound("no such product")
         return await self._attach(db, actor, product, client_id)
 
-    async def detach_client(self, db: AsyncSession, actor: Actor, client_id: str) -> Client:
+    async def detach_client(self, db: AsyncSession, actor: Actor, client_id: str, *,
+                            product_ref: str | None = None) -> Client:
+        """Take a client out of its product. With `product_ref`, only out of that product: a
+        client of another product (or of none) is OrgNotFound, as for an unknown one."""
         _platform_actor(actor)
         client = await self.s.clients.get(db, client_id)
         if client is None:
             raise OrgNotFound("no such client")
+        if product_ref is not None:
+            product = await self.find(db, product_ref)
+            if product is None:
+                raise OrgNotFound("no such product")
+            if client.product_id != product.id:
+                raise OrgNotFound("the client is not one of the product's clients")
         before, client.product_id = client.product_id, None
         await db.flush()
         await self.s.audit.record(db, actor, "product.client_detached", target_type="client",
@@ -230,6 +259,26 @@ class ProductService:
                 raise OrgNotFound("no such product")
             query = query.where(Product.id == product.id)
         return [(product, row) for product, row in (await db.execute(query)).all()]
+
+    async def access_page(self, db: AsyncSession, actor: Actor, org_ref: str, *, limit: int,
+                          cursor: str | None, product_ref: str | None = None, user_id: str | None = None,
+                          ) -> tuple[list[tuple[Product, ProductAccess]], str | None]:
+        """`access_list` a page at a time, oldest licence first, optionally of one product or one
+        person (the REST API)."""
+        access = await self.s.orgs.require(db, actor, org_ref, "products.view")
+        query = select(ProductAccess).where(ProductAccess.org_id == access.org.id)
+        if product_ref is not None:
+            product = await self.find(db, product_ref)
+            if product is None:
+                raise OrgNotFound("no such product")
+            query = query.where(ProductAccess.product_id == product.id)
+        if user_id is not None:
+            query = query.where(ProductAccess.user_id == user_id)
+        rows, next_cursor = await paginate(db, query, time_column=ProductAccess.created_at,
+                                           id_column=ProductAccess.id, limit=limit, cursor=cursor)
+        products = {p.id: p for p in (await db.execute(select(Product).where(
+            Product.id.in_({row.product_id for row in rows})))).scalars()} if rows else {}
+        return [(products[row.product_id], row) for row in rows], next_cursor
 
     async def access_of(self, db: AsyncSession, org_id: str, user_id: str, product_id: str) -> str | None:
         """The person's role in the product in this organisation, or None (no licence)."""

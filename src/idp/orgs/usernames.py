@@ -96,7 +96,7 @@ class UsernameService:
                 await db.flush()
                 await self.s.temporary_passwords.set(
                     db, user, via=via, to=destination, locale=locale, kind="org_username",
-                    params={"organisation": org.name, "username": username})
+                    params={"organisation": org.name, "username": username}, actor=actor)
                 await self.s.audit.record(
                     db, actor, "username.created", org_id=org.id, target_type="user",
                     target_id=user.id, after={"username": username, "role": role, "name": name,
@@ -105,6 +105,20 @@ class UsernameService:
             # The verified username is another account's (the unique index decided).
             raise Conflict("this username is taken") from None
         return user, username
+
+    async def list(self, db: AsyncSession, actor: Actor, org_ref: str) -> list[tuple[str, str]]:
+        """(username, user id) of every member who signs in with one of the organisation's
+        usernames (`<local>@<handle>`), by username. Needs `members.view`."""
+        access = await self.s.orgs.require(db, actor, org_ref, "members.view")
+        suffix = "@" + access.org.handle
+        rows = await db.execute(
+            select(Identifier.value, Identifier.user_id)
+            .join(Membership, (Membership.user_id == Identifier.user_id) & (Membership.org_id == access.org.id))
+            .where(Identifier.kind == "username", Identifier.verified.is_(True),
+                   Identifier.value.like("%" + suffix))
+            .order_by(Identifier.value))
+        # The handle has no LIKE wildcards (letters, digits, hyphens); check the suffix exactly anyway.
+        return [(value, user_id) for value, user_id in rows.all() if value.endswith(suffix)]
 
     @staticmethod
     def normalise_local_part(typed: str) -> str:

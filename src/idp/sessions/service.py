@@ -8,6 +8,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.db import utcnow
+from idp.oauth.grants.base import revoke_grant
+from idp.oauth.models import Grant
 from idp.security import random_token, token_hash
 from idp.sessions.models import BrowserSession
 
@@ -49,3 +51,22 @@ class SessionService:
         await db.execute(update(BrowserSession).where(
             BrowserSession.id == session_id, BrowserSession.ended_at.is_(None)
         ).values(ended_at=utcnow()))
+
+    async def live(self, db: AsyncSession, user_id: str) -> list[BrowserSession]:
+        """The account's sessions that are neither ended nor expired, newest first."""
+        return list((await db.execute(select(BrowserSession).where(
+            BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None),
+            BrowserSession.expires_at > utcnow(),
+        ).order_by(BrowserSession.created_at.desc(), BrowserSession.id))).scalars())
+
+    async def end_with_grants(self, db: AsyncSession, session_ids: list[str]) -> None:
+        """End the sessions and revoke the token families signed in through them: an app that
+        got its tokens from a session someone ended must not keep refreshing."""
+        if not session_ids:
+            return
+        await db.execute(update(BrowserSession).where(
+            BrowserSession.id.in_(session_ids), BrowserSession.ended_at.is_(None)).values(ended_at=utcnow()))
+        grants = (await db.execute(select(Grant.id).where(
+            Grant.session_id.in_(session_ids), Grant.revoked_at.is_(None)))).scalars().all()
+        for grant_id in grants:
+            await revoke_grant(db, grant_id)

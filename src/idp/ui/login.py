@@ -12,7 +12,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.temporary import SameAsTemporary
 from idp.flows.models import FlowState
-from idp.flows.service import IDENTIFIER_STATES, Browser, FlowError, FlowView, LoginFailed, SecondFactorFailed
+from idp.flows.service import (
+    IDENTIFIER_STATES, AccountDisabled, Browser, FlowError, FlowView, LoginFailed, SecondFactorFailed,
+)
 from idp.oauth.authorization import Interaction, Redirect
 from idp.otp.service import CodeProblem
 from idp.ratelimit.errors import RateLimited
@@ -29,6 +31,8 @@ SESSION_COOKIE = "idp_session"
 LOGIN_FAILED = N_("Incorrect email, phone number or password.")
 WRONG_PASSWORD = N_("The password is not correct.")
 SAME_AS_TEMPORARY = N_("Choose a password of your own, not the temporary one.")
+# Said only after a right password or code (a wrong one gets the ordinary answer).
+ACCOUNT_DISABLED = N_("This account is disabled. Contact your administrator.")
 PAGES = {
     FlowState.LOGIN: "/login", FlowState.PASSWORD: "/login/password", FlowState.CODE: "/login/code",
     FlowState.SECOND_FACTOR: "/login/factor", FlowState.NEW_PASSWORD: "/login/new-password",
@@ -108,6 +112,8 @@ async def _run_step(request: Request, step, on_error) -> Response:
         result = await s.db.run(step)
     except FlowError as exc:
         return error_page(request, str(exc))
+    except AccountDisabled:
+        return error_page(request, ACCOUNT_DISABLED, status_code=403)
     except RateLimited as exc:
         return too_many_page(request, exc.retry_after)
     except (LoginFailed, SecondFactorFailed, CodeProblem, PasswordRejected, SameAsTemporary) as exc:

@@ -1,5 +1,8 @@
 """Password reset pages: /reset → /reset/code → /reset/password → done. Each parses the form,
-checks CSRF, calls one step of flows/recovery.py (which checks the state)."""
+checks CSRF, calls one step of flows/recovery.py (which checks the state).
+
+A reset an integrator asked for starts at the emailed or texted link instead: /reset/link/{token}
+(GET shows a button and spends nothing; POST binds the flow to this browser) → /reset/password."""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from idp.accounts.password_policy import PasswordRejected
-from idp.flows.recovery import RecoveryError, ResetState
+from idp.flows.recovery import READY, RecoveryError, ResetState
+from idp.flows.reset_links import ResetLinkGone, ResetLinkNotFound
 from idp.otp.service import CodeProblem
 from idp.ratelimit.errors import RateLimited
 from idp.ui.i18n import negotiate
@@ -92,6 +96,40 @@ async def code_submit(request: Request) -> Response:
     return RedirectResponse(f"/reset/password?flow={flow_id}", status_code=303)
 
 
+# ---- a link an integrator had sent ---------------------------------------------------------------
+
+LINK = "reset-link"  # the CSRF purpose of the link page's button
+
+
+def _link_refused(request: Request, exc: ResetLinkNotFound | ResetLinkGone) -> Response:
+    return error_page(request, str(exc), status_code=exc.status)
+
+
+@router.get("/reset/link/{token}")
+async def link_page(request: Request, token: str) -> Response:
+    """Only a button: a mail scanner that fetches the link must not spend it."""
+    s, csrf = services(request), Csrf(request)
+    try:
+        await s.db.run(lambda db: s.recovery.links.check(db, token))
+    except (ResetLinkNotFound, ResetLinkGone) as exc:
+        return _link_refused(request, exc)
+    return render(request, "reset_link.html", {"action": f"/reset/link/{token}", "csrf_token": csrf.token(LINK)},
+                  csrf=csrf)
+
+
+@router.post("/reset/link/{token}")
+async def link_open(request: Request, token: str) -> Response:
+    s, csrf = services(request), Csrf(request)
+    form = await request.form()
+    if not csrf.valid(form.get("csrf_token"), LINK):
+        return error_page(request, FORM_EXPIRED, status_code=403)
+    try:
+        flow_id = await s.db.run(lambda db: s.recovery.links.open(db, token, browser=csrf.cookie))
+    except (ResetLinkNotFound, ResetLinkGone) as exc:
+        return _link_refused(request, exc)
+    return RedirectResponse(f"/reset/password?flow={flow_id}", status_code=303)
+
+
 # ---- new password ------------------------------------------------------------------------------
 
 def _password_page(request: Request, flow_id: str, csrf: Csrf, *, error: str | None = None,
@@ -106,8 +144,7 @@ def _password_page(request: Request, flow_id: str, csrf: Csrf, *, error: str | N
 async def password_page(request: Request, flow: str | None = None) -> Response:
     s, csrf = services(request), Csrf(request)
     try:
-        view = await s.db.run(lambda db: s.recovery.load(db, flow, ResetState.CODE_VERIFIED,
-                                                         browser=browser_cookie(request)))
+        view = await s.db.run(lambda db: s.recovery.load(db, flow, READY, browser=browser_cookie(request)))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     return _password_page(request, view.id, csrf)

@@ -68,6 +68,8 @@ async def handle(request: TokenRequest) -> dict:
     user = await services.accounts.get(db, code.user_id)
     if user is None:
         raise InvalidGrant("the account no longer exists")
+    if user.disabled_at is not None:  # disabled after the code was issued: the code is left unused
+        raise InvalidGrant("the account is disabled")
 
     # Consume atomically: of two parallel redemptions exactly one updates the row. The checks
     # above ran first so that bad input never burns a code.

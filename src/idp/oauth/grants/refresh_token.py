@@ -44,6 +44,8 @@ async def handle(request: TokenRequest) -> dict:
     user = await services.accounts.get(db, grant.user_id)
     if user is None:
         raise InvalidGrant("the account no longer exists")
+    if user.disabled_at is not None:  # disabling revokes the families too; this holds regardless
+        raise InvalidGrant("the account is disabled")
     # Switching organisation without signing in again: the family now speaks for the named
     # organisation. Every check (membership, licence, that organisation's policy) runs before
     # the token is spent, so a refusal changes nothing and the same token still works.
