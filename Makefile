@@ -5,7 +5,7 @@ PYTHON  ?= python3
 PG_URL  ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 RUN_ENV := IDP_DEMO=true
 
-.PHONY: run test test-sqlite test-postgres install messages clean
+.PHONY: run test test-sqlite test-postgres install messages openapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test-postgres: $(BIN)/.installed-test
 
 messages:
 	scripts/extract-messages.sh
+
+## make openapi: regenerate openapi/openapi.json from the code (a test fails while it is stale)
+openapi: install
+	$(BIN)/python scripts/openapi.py
 
 clean:
 	rm -rf $(VENV) idp.db idp.db-* .pytest_cache
