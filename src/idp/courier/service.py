@@ -28,6 +28,7 @@ from idp.courier.models import CourierMessage
 from idp.courier.providers import DeliveryError, Outgoing, Provider, redact
 from idp.courier.templates import pick_locale, render
 from idp.db import Database, new_id, utcnow
+from idp.db.polling import poll
 from idp.keys.crypto import seal, unseal
 
 log = logging.getLogger("idp.courier")
@@ -89,20 +90,11 @@ class Courier:
         """A worker loop for the application's lifespan or a separate process. Runs until `stop`
         is set (it then returns after the round in progress) or the task is cancelled. A full
         batch is followed at once by the next round, so a backlog drains without waiting."""
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            busy = False
-            try:
-                report = await self.deliver_due(database)
-                busy = report.sent + report.retried + report.failed >= self.batch_size
-            except Exception:  # a database outage must not end the worker
-                log.exception("courier round failed")
-            if busy:
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
+        async def round_() -> bool:
+            report = await self.deliver_due(database)
+            return report.sent + report.retried + report.failed >= self.batch_size
+
+        await poll(round_, interval=interval, stop=stop or asyncio.Event(), log=log, name="courier")
 
     async def counts(self, database: Database) -> dict[str, int]:
         """How many messages are in each state (never what they say or to whom)."""

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.audit.service import SYSTEM, AuditLog
 from idp.db import Database, utcnow
+from idp.db.polling import poll
 from idp.events import signing
 from idp.events.egress import GuardedTransport
 from idp.events.models import WebhookDelivery, WebhookSubscription
@@ -133,25 +134,17 @@ class DeliveryWorker:
     async def run_forever(self, database: Database, *, interval: float, stop: asyncio.Event) -> None:
         """The loop of the server's lifespan (or a process of its own), until `stop` is set. A
         full batch is followed at once by the next round, so a backlog drains without waiting."""
-        while not stop.is_set():
-            busy = False
+        async def round_() -> bool:
             if self._last_housekeeping is None or time.monotonic() - self._last_housekeeping >= PURGE_EVERY:
                 self._last_housekeeping = time.monotonic()
                 try:
                     await self.housekeep(database)
-                except Exception:  # noqa: BLE001 - housekeeping waits for the next round
+                except Exception:  # noqa: BLE001 - housekeeping waits for its next turn
                     log.exception("webhook housekeeping failed")
-            try:
-                report = await self.deliver_due(database)
-                busy = report.delivered + report.retried + report.failed >= BATCH_SIZE
-            except Exception:  # a database outage must not end the worker
-                log.exception("webhook round failed")
-            if busy:
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
-            except asyncio.TimeoutError:
-                pass
+            report = await self.deliver_due(database)
+            return report.delivered + report.retried + report.failed >= BATCH_SIZE
+
+        await poll(round_, interval=interval, stop=stop, log=log, name="webhook")
 
     async def housekeep(self, database: Database, *, now: datetime | None = None) -> Purged:
         """Delete what nobody needs any more: finished deliveries past the retention, and expired
