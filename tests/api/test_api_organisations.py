@@ -327,3 +327,56 @@ async def test_the_list_pages_and_filters(http, rp):
     assert (await http.get(API, params={"name": f"{tag} _"}, headers=caller.headers)).json()["items"] == []
     exact = (await http.get(API, params={"handle": made[1]["handle"]}, headers=caller.headers)).json()
     assert [o["id"] for o in exact["items"]] == [made[1]["id"]]
+
+
+async def test_one_integrator_builds_a_customer_entirely_through_the_api(http, rp, s, smtp, delivering_app):
+    """The issue's scenario in one go, with one client-credentials token: an organisation, a member,
+    an invitation accepted by the person, product access, and a contact change confirmed by both
+    contacts through their emailed links — every step through /api/v1, every result read back."""
+    from tests.api.test_api_contacts import confirm_by_link, link
+
+    caller = await integrator(http, rp, ORGS + ["idp:products:read", "idp:products:write"])
+    owner_email, owner = await rp.user()
+    member_email, member = await rp.user()
+    invitee_email, invitee = await rp.user()
+    org = await create_org(http, caller, owner_email)
+    base = f"{API}/{org['id']}"
+
+    added = await http.post(f"{base}/members", json={"user_id": member, "role": "member"}, headers=caller.key())
+    assert added.status_code == 201, added.text
+    invited = await http.post(f"{base}/invitations", json={"email": invitee_email, "role": "admin"},
+                              headers=caller.key())
+    assert invited.status_code == 201, invited.text
+    accepted = await accept_on_page(rp, await link_in_mail(smtp, invitee_email, "invitations"), invitee_email)
+    assert accepted.status_code == 200, accepted.text
+
+    product = await http.post("/api/v1/products", headers=caller.key(), json={
+        "handle": f"p-{secrets.token_hex(3)}", "name": "Caller", "roles": ["user", "admin"]})
+    assert product.status_code == 201, product.text
+    granted = await http.put(f"{base}/members/{member}/products/{product.json()['handle']}",
+                             json={"role": "user"}, headers=caller.headers)
+    assert granted.status_code == 200, granted.text
+
+    asked = await http.post(f"{base}/contact-change-requests", headers=caller.key(),
+                            json={"kind": "technical", "to_user_id": invitee})
+    assert asked.status_code == 201, asked.text
+    for email in (invitee_email, owner_email):
+        confirmed = await confirm_by_link(delivering_app, await link(smtp, email))
+        assert confirmed.status_code == 200, confirmed.text
+
+    members = (await http.get(f"{base}/members", headers=caller.headers)).json()["items"]
+    assert {(m["user_id"], m["role"]) for m in members} == {(owner, "owner"), (member, "member"), (invitee, "admin")}
+    access = (await http.get(f"{base}/product-access", headers=caller.headers)).json()["items"]
+    assert [(a["user_id"], a["role"]) for a in access] == [(member, "user")]
+    contacts = (await http.get(f"{base}/contacts", headers=caller.headers)).json()
+    assert (contacts["admin"]["id"], contacts["technical"]["id"], contacts["billing"]["id"]) == (owner, invitee, owner)
+    events = await s.db.run(lambda db: db.execute(select(
+        AuditEvent.action, AuditEvent.actor_type, AuditEvent.actor_id, AuditEvent.client_id).where(
+        AuditEvent.org_id == org["id"], AuditEvent.action.in_(
+            ["org.created", "member.added", "invitation.created", "product.access_granted",
+             "contact_request.created"]))))
+    by_api = ("client", caller.client_id, caller.client_id)
+    assert set(events.all()) == {
+        ("org.created", *by_api), ("member.added", *by_api), ("invitation.created", *by_api),
+        ("product.access_granted", *by_api), ("contact_request.created", *by_api),
+        ("member.added", "user", invitee, None)}  # the person accepting the invitation
