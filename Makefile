@@ -5,7 +5,7 @@ PYTHON  ?= python3
 PG_URL  ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 RUN_ENV := IDP_DEMO=true
 
-.PHONY: run test test-sqlite test-postgres install messages openapi clean
+.PHONY: run test test-sqlite test-postgres install messages openapi bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ messages:
 ## make openapi: regenerate openapi/openapi.json from the code (a test fails while it is stale)
 openapi: install
 	$(BIN)/python scripts/openapi.py
+
+## make bench: throughput next to same-run baselines (needs wrk); see bench/README.md
+bench: install
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) idp.db idp.db-* .pytest_cache
