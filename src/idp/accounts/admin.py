@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exists, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from idp.accounts.errors import AccountDisabled
 from idp.accounts.models import Identifier, User
 from idp.accounts.service import AccountNotFound
 from idp.accounts.temporary import masked
 from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.db.paging import paginate
-from idp.flows.reset_links import AccountDisabled
 from idp.mfa.models import RecoveryCode, TotpFactor
 from idp.orgs.models import Membership, Organisation
 from idp.sessions.models import BrowserSession

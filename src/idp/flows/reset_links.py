@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from idp.accounts.errors import AccountError
+from idp.accounts.errors import AccountDisabled
 from idp.accounts.models import User
 from idp.accounts.temporary import NoVerifiedDestination, masked
 from idp.audit.service import Actor
@@ -53,11 +53,6 @@ LINK_GONE = N_("This password reset link no longer works: it was used already, a
                "sent, or it expired. Ask for a new link, or reset your password yourself.")
 
 Channel = Literal["email", "sms"]
-
-
-class AccountDisabled(AccountError):
-    def __init__(self) -> None:
-        super().__init__("the account is disabled")
 
 
 class ResetLinkNotFound(RecoveryError):
