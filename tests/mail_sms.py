@@ -35,7 +35,8 @@ def code_in(text: str) -> str:
 
 
 class SmtpServer:
-    """aiosmtpd in a thread; every message received is parsed and kept."""
+    """aiosmtpd in a thread; every message received is parsed and kept. Its port is chosen at
+    once, but nothing listens there before `controller.start()` (an outage test's mail server)."""
 
     def __init__(self) -> None:
         self.messages: list = []
@@ -57,12 +58,15 @@ class SmtpServer:
 
 class SmsGateway:
     """POST /webhook (signed JSON) and POST /2010-04-01/Accounts/<sid>/Messages.json (form,
-    Basic auth). `script` is a list of status codes to answer before the next 2xx."""
+    Basic auth). `script` is a list of status codes to answer before the next 2xx. `hold` is a
+    list of events: each next request is handled, then its answer waits for the next event (a
+    slow gateway, released by the test)."""
 
     def __init__(self) -> None:
         self.received: list[dict] = []  # accepted messages: {"to", "text", "shape"}
         self.requests = 0
         self.script: list[int] = []
+        self.hold: list[threading.Event] = []
         self.always: int | None = None
         self.bad_signatures = 0
         self.lock = threading.Lock()
@@ -75,6 +79,10 @@ class SmsGateway:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, _ = gateway._handle(self.path, self.headers, body)
+                with gateway.lock:
+                    release = gateway.hold.pop(0) if gateway.hold else None
+                if release is not None:
+                    release.wait(timeout=30)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 payload = json.dumps({"ok": status < 300}).encode()
@@ -82,7 +90,10 @@ class SmsGateway:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # Bound now (the port and URL are known at once), listening only from `start()`: until
+        # then a connection is refused, as by a gateway that is down.
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler, bind_and_activate=False)
+        self.server.server_bind()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -129,6 +140,7 @@ class SmsGateway:
         return [m for m in self.received if m["to"] == recipient]
 
     def start(self) -> None:
+        self.server.server_activate()
         self.thread.start()
 
     def stop(self) -> None:

@@ -6,7 +6,10 @@ transaction while it talks to the network:
 
 1. claim: `UPDATE … SET attempts = attempts + 1, next_attempt_at = now + lease WHERE id = :id AND
    state = 'queued' AND next_attempt_at <= now` — of two workers only one updates the row, and a
-   worker that dies mid-send leaves a lease that expires, so the message is retried (at least once);
+   worker that dies mid-send leaves a lease that expires, so the message is retried (at least once).
+   Each message is claimed just before its own send, not with the batch: behind a slow gateway
+   (one that hangs until the provider's timeout) the later messages of a batch would otherwise see
+   their leases run out before they were tried, and another worker would send them too;
 2. send through the channel's provider;
 3. mark: sent, or queued again with exponential backoff, or failed after the last attempt. The mark
    is fenced on the claimed `attempts`, so a worker whose lease ran out cannot overwrite the result
@@ -76,10 +79,14 @@ class Courier:
 
     async def deliver_due(self, database: Database, *, now: datetime | None = None) -> DeliveryReport:
         """Send every message that is due now; returns what happened. Safe to run on many nodes."""
-        claimed = await database.run(lambda db: self._claim(db, now or utcnow()))
+        due = await database.run(lambda db: self._due(db, now or utcnow()))
         sent = retried = failed = 0
-        for message, attempts in claimed:
-            outcome = await self._send_one(database, message, attempts)
+        for message_id in due:
+            claimed = await database.run(lambda db, message_id=message_id: self._claim(
+                db, message_id, now or utcnow()))
+            if claimed is None:
+                continue  # another worker got it first, or it cannot be opened
+            outcome = await self._send_one(database, *claimed)
             sent += outcome == "sent"
             retried += outcome == "queued"
             failed += outcome == "failed"
@@ -106,34 +113,32 @@ class Courier:
 
     # ---- steps ----------------------------------------------------------------------------------
 
-    async def _claim(self, db: AsyncSession, now: datetime) -> list[tuple[Outgoing, int]]:
-        candidates = (await db.execute(select(CourierMessage.id).where(
+    async def _due(self, db: AsyncSession, now: datetime) -> list[str]:
+        return list((await db.execute(select(CourierMessage.id).where(
             CourierMessage.state == "queued", CourierMessage.next_attempt_at <= now,
-        ).order_by(CourierMessage.next_attempt_at).limit(self.batch_size))).scalars().all()
-        claimed = []
-        for message_id in candidates:
-            won = await db.execute(update(CourierMessage).where(
-                CourierMessage.id == message_id, CourierMessage.state == "queued",
-                CourierMessage.next_attempt_at <= now,
-            ).values(attempts=CourierMessage.attempts + 1, next_attempt_at=now + self.lease))
-            if won.rowcount != 1:
-                continue  # another worker got it first
-            row = (await db.execute(select(CourierMessage).where(
-                CourierMessage.id == message_id))).scalar_one()
-            try:
-                params = json.loads(unseal(self.key, row.payload, f"courier:{row.id}"))
-                rendered = render(row.channel, row.kind, row.locale, params)
-            except Exception as exc:  # noqa: BLE001 - one unreadable message must not wedge the queue
-                # Sealed under another key, or a kind/locale no longer shipped: no retry can help.
-                await db.execute(update(CourierMessage).where(CourierMessage.id == message_id).values(
-                    state="failed", last_error=f"cannot open or render the message ({type(exc).__name__})"))
-                log.error("message failed: cannot open or render it",
-                          extra={"fields": {"message_id": message_id, "error": type(exc).__name__}})
-                continue
-            claimed.append((Outgoing(id=row.id, channel=row.channel, recipient=row.recipient,
-                                     kind=row.kind, subject=rendered.subject, body=rendered.body),
-                            row.attempts))
-        return claimed
+        ).order_by(CourierMessage.next_attempt_at).limit(self.batch_size))).scalars().all())
+
+    async def _claim(self, db: AsyncSession, message_id: str, now: datetime) -> tuple[Outgoing, int] | None:
+        won = await db.execute(update(CourierMessage).where(
+            CourierMessage.id == message_id, CourierMessage.state == "queued",
+            CourierMessage.next_attempt_at <= now,
+        ).values(attempts=CourierMessage.attempts + 1, next_attempt_at=now + self.lease))
+        if won.rowcount != 1:
+            return None
+        row = (await db.execute(select(CourierMessage).where(
+            CourierMessage.id == message_id))).scalar_one()
+        try:
+            params = json.loads(unseal(self.key, row.payload, f"courier:{row.id}"))
+            rendered = render(row.channel, row.kind, row.locale, params)
+        except Exception as exc:  # noqa: BLE001 - one unreadable message must not wedge the queue
+            # Sealed under another key, or a kind/locale no longer shipped: no retry can help.
+            await db.execute(update(CourierMessage).where(CourierMessage.id == message_id).values(
+                state="failed", last_error=f"cannot open or render the message ({type(exc).__name__})"))
+            log.error("message failed: cannot open or render it",
+                      extra={"fields": {"message_id": message_id, "error": type(exc).__name__}})
+            return None
+        return (Outgoing(id=row.id, channel=row.channel, recipient=row.recipient, kind=row.kind,
+                         subject=rendered.subject, body=rendered.body), row.attempts)
 
     async def _send_one(self, database: Database, message: Outgoing, attempts: int) -> str:
         provider = self.providers.get(message.channel)
