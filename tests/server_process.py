@@ -1,14 +1,19 @@
 """A real server process: `idp migrate`, then uvicorn on a spare loopback port, as production
-runs it. For tests that need a restart (webhook outbox) or an outside tool (schemathesis)."""
+runs it. For tests that need a restart (webhook outbox), an outside tool (schemathesis) or
+several nodes on one database (`start(migrate=False)` for the second; `scratch_database`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -47,8 +52,10 @@ class ServerProcess:
         return subprocess.run([str(BIN / "idp"), *args], env=self.env, cwd=self.folder,
                               capture_output=True, text=True, timeout=120, check=True)
 
-    def start(self) -> ServerProcess:
-        self.idp("migrate")
+    def start(self, *, migrate: bool = True) -> ServerProcess:
+        """Migrate (unless another node of the same database did) and serve."""
+        if migrate:
+            self.idp("migrate")
         log = self.log.open("a")
         self.process = subprocess.Popen(
             [str(BIN / "python"), "-m", "uvicorn", "idp.app:create_app", "--factory",
@@ -81,3 +88,28 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def scratch_database(server_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database `<name>_<random>` on the server of `server_url` (a
+    postgresql+asyncpg URL), dropped afterwards: for tests that need a database of their own."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    database = f"{name}_{secrets.token_hex(4)}"
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+    async def run(statement: str) -> None:
+        connection = await asyncpg.connect(admin, timeout=10)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{database}"'))
+    try:
+        yield url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
