@@ -95,6 +95,8 @@ async def test_a_database_outage_is_a_503_never_invalid_credentials(settings):
         info = await client.get("/userinfo", headers={"Authorization": "Bearer whatever"})
         assert info.status_code in (401, 503)  # a JWT that does not verify may be refused first
 
+        # No key set was ever loaded here (no lifespan): nothing to serve. A node that loaded one
+        # serves it through an outage (tests/faults/test_database_outage.py).
         jwks = await client.get("/jwks")
         assert jwks.status_code == 503
 

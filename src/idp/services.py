@@ -83,7 +83,9 @@ class Services:
         self.clients = ClientService(
             derive_key(kek, "client-secret"), token_endpoint=f"{settings.issuer}/token",
             issuer=settings.issuer, assertion_max_age=settings.client_assertion_max_age,
+            cache_seconds=settings.client_cache_seconds,
         )
+        self.clients.cache.watch(self.db.session_class)
         self.minter = TokenMinter(
             self.keyring, issuer=settings.issuer, access_ttl=settings.access_token_ttl,
             id_ttl=settings.id_token_ttl, refresh_ttl=settings.refresh_token_ttl,

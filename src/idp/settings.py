@@ -40,13 +40,19 @@ class Settings(BaseSettings):
     client_assertion_max_age: int = 300
     # How often a node re-reads signing keys from the database (another node may have rotated).
     key_cache_seconds: float = 5.0
+    # How long a node keeps a client's row (its secret hash, grant types, scopes) for client
+    # authentication. A change through this node (REST API) applies at once; one made by another
+    # node or by the `idp` command (a deleted client, a rotated secret) is seen within this many
+    # seconds: the same bound as key_cache_seconds. 0 turns the cache off.
+    client_cache_seconds: float = Field(5.0, ge=0)
 
     # argon2id, OWASP minimum: m=19 MiB, t=2, p=1.
     argon2_memory_kib: int = 19 * 1024
     argon2_time_cost: int = 2
     argon2_parallelism: int = 1
-    # At most this many hashes in flight (one per core measured best; see ARCHITECTURE.md).
-    hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    # At most this many hashes in flight (one per core measured best; see ARCHITECTURE.md): by
+    # default the cores this process may run on (taskset, a container's cpuset), not the machine's.
+    hash_concurrency: int = Field(default_factory=lambda: _usable_cpus())
 
     default_locale: str = "en"
     log_level: str = "INFO"
@@ -246,6 +252,13 @@ class Settings(BaseSettings):
             with os.fdopen(descriptor, "w") as file:
                 file.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         return _decode_kek(path.read_text().strip())
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _decode_kek(value: str) -> bytes:

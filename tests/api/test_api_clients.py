@@ -105,7 +105,7 @@ async def test_a_client_registered_over_the_api_gets_tokens_with_its_secret(http
         "application_type": "web", "token_endpoint_auth_method": "client_secret_basic",
         "redirect_uris": [], "post_logout_redirect_uris": [], "grant_types": ["client_credentials"],
         "scopes": ["idp:audit:read"], "first_party": False, "id_token_signed_response_alg": "RS256",
-        "jwks": None, "product_id": None, "org_id": None}
+        "access_token_signed_response_alg": "ES256", "jwks": None, "product_id": None, "org_id": None}
 
 
 async def test_registration_follows_the_client_rules(http, rp, services):

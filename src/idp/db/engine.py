@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from time import monotonic
 from typing import TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before use (see
+# _ping_connections_idle_for); one back from a request a moment ago is not.
+IDLE_BEFORE_PING = 1.0
 
 
 class Database:
@@ -22,16 +28,18 @@ class Database:
             self.engine = create_async_engine(url, connect_args={"timeout": 30})
             _sqlite_pragmas_and_immediate_transactions(self.engine)
         else:
-            # pool_pre_ping: a database that went away and came back must not leave dead
-            # connections in the pool (a wedged pool is a known outage class).
             self.engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
-                pool_pre_ping=True,
                 # A server that accepts connections but never answers (a dropped firewall rule, a
                 # wedged host) must fail requests in seconds, not after the driver's 60 s default.
                 connect_args={"timeout": pool_timeout, "command_timeout": statement_timeout},
             )
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+            _ping_connections_idle_for(self.engine, IDLE_BEFORE_PING)
+        # A Session class of this database's own: ORM event listeners (the client cache's) then
+        # hear only this database's sessions, not every app's in the process.
+        self.session_class = type("DatabaseSession", (Session,), {})
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
+                                               sync_session_class=self.session_class)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -43,18 +51,23 @@ class Database:
     async def run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one transaction. An exception rolls it back, unless it says
         `keeps_changes` (e.g. a replayed refresh token: the family's revocation must stick
-        although the request itself fails)."""
+        although the request itself fails).
+
+        The transaction begins with the first statement (or `add`), not before: work that never
+        touches the database (a client_credentials grant served from the caches) costs no BEGIN
+        and no COMMIT; SQLite's BEGIN IMMEDIATE is still the first thing any statement runs."""
         async with self.sessionmaker() as session:
-            await session.begin()
             try:
                 result = await work(session)
             except BaseException as exc:
-                if getattr(exc, "keeps_changes", False):
-                    await session.commit()
-                else:
-                    await session.rollback()
+                if session.in_transaction():
+                    if getattr(exc, "keeps_changes", False):
+                        await session.commit()
+                    else:
+                        await session.rollback()
                 raise
-            await session.commit()
+            if session.in_transaction():
+                await session.commit()
             return result
 
     async def ping(self) -> None:
@@ -81,8 +94,43 @@ def _sqlite_pragmas_and_immediate_transactions(engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # WAL's usual setting: a commit survives the process being killed (SIGKILL mid-request
+        # included); only an OS crash or power loss may lose the last commits, never consistency.
+        # FULL would fsync on every commit: about 1.5 ms each on our VMs, most of a refresh grant.
+        cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _ping_connections_idle_for(engine, seconds: float) -> None:
+    """A database that went away and came back must not leave dead connections in the pool (a
+    wedged pool is a known outage class). SQLAlchemy's pool_pre_ping would check every checkout
+    (BEGIN, a ping, ROLLBACK: three round trips, a tenth of a refresh grant); a connection that
+    served a request a moment ago is as good as the ping's answer, so only one idle for longer is
+    pinged. A dead one invalidates the whole pool, as pre_ping does: after a restart every pooled
+    connection is dead, and each is replaced at its next checkout without a ping of its own. A
+    connection that dies within the idle window fails its request, which is a disconnect error:
+    SQLAlchemy then invalidates the pool all the same."""
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+
+    @event.listens_for(pool, "connect")
+    def _on_connect(_dbapi_connection, record):
+        record.info["returned_at"] = monotonic()  # a new connection needs no ping
+
+    @event.listens_for(pool, "checkin")
+    def _on_checkin(_dbapi_connection, record):
+        record.info["returned_at"] = monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy):
+        if monotonic() - record.info.get("returned_at", 0.0) <= seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError(f"pooled connection found dead: {type(error).__name__}") from error
+            raise

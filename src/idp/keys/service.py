@@ -149,9 +149,23 @@ class KeyRing:
     def invalidate(self) -> None:
         self._snapshot.loaded_at = 0.0
 
+    @property
+    def loaded(self) -> bool:
+        """True once the keys were read from the database at least once."""
+        return bool(self._snapshot.published)
+
+    def keep_for_now(self) -> None:
+        """Trust the keys held for another cache period (the database could not be read)."""
+        self._snapshot.loaded_at = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        """True when `load` would read the database."""
+        return time.monotonic() - self._snapshot.loaded_at >= self._cache_seconds
+
     async def load(self, db: AsyncSession) -> None:
         """Refresh the cache if it is older than `cache_seconds` (another node may have rotated)."""
-        if time.monotonic() - self._snapshot.loaded_at < self._cache_seconds:
+        if not self.stale:
             return
         now = utcnow()
         rows = (await db.execute(

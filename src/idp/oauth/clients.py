@@ -21,8 +21,10 @@ from idp.api.scopes import SCOPES as API_SCOPES
 from idp.audit.service import Actor, AuditLog
 from idp.db.paging import paginate
 from idp.keys.service import TokenInvalid, unverified_claims, verify_with_client_keys
+from idp.oauth.client_cache import ClientCache
 from idp.oauth.errors import InvalidClient, InvalidRequest, OAuthError
 from idp.oauth.models import Client, UsedClientAssertion
+from idp.oauth.tokens import DEFAULT_ACCESS_TOKEN_ALG
 from idp.orgs.models import Organisation, Product
 from idp.security import keyed_hash, random_token, same
 
@@ -35,6 +37,9 @@ ORG_SCOPES = ("organization", "organization:*")
 # The REST API's scopes (api/scopes.py) may be registered; any other idp:* name is a mistake.
 API_SCOPE_PREFIX = "idp:"
 ID_TOKEN_ALGS = ("RS256", "ES256", "Ed25519", "EdDSA")
+# The keyring signs access tokens with the same keys (published in the same JWKS), so a client
+# whose resource servers only know RS256 (or EdDSA) can have its access tokens in that.
+ACCESS_TOKEN_ALGS = ID_TOKEN_ALGS
 T = TypeVar("T")
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -108,7 +113,8 @@ def registration(client: Client) -> dict:
 
 _REGISTRATION = ("client_id", "name", "client_type", "application_type", "token_endpoint_auth_method",
                  "redirect_uris", "post_logout_redirect_uris", "grant_types", "scopes", "first_party",
-                 "id_token_signed_response_alg", "jwks", "product_id", "org_id")
+                 "id_token_signed_response_alg", "access_token_signed_response_alg", "jwks", "product_id",
+                 "org_id")
 
 
 @dataclass
@@ -122,6 +128,7 @@ class ClientSpec:
     token_endpoint_auth_method: str | None = None
     first_party: bool = False
     id_token_signed_response_alg: str = "RS256"
+    access_token_signed_response_alg: str = DEFAULT_ACCESS_TOKEN_ALG
     application_type: str | None = None
     jwks: dict | None = None
     client_id: str | None = None
@@ -134,7 +141,7 @@ class ClientSpec:
 
 # What `ClientService.update` may change, by ClientSpec field name.
 UPDATABLE = ("name", "redirect_uris", "post_logout_redirect_uris", "grant_types", "scopes", "first_party",
-             "id_token_signed_response_alg", "jwks", "product", "org")
+             "id_token_signed_response_alg", "access_token_signed_response_alg", "jwks", "product", "org")
 
 
 def spec_of(client: Client) -> ClientSpec:
@@ -146,6 +153,7 @@ def spec_of(client: Client) -> ClientSpec:
         public=client.client_type == "public", grant_types=list(client.grant_types),
         scopes=list(client.scopes), token_endpoint_auth_method=client.token_endpoint_auth_method,
         first_party=client.first_party, id_token_signed_response_alg=client.id_token_signed_response_alg,
+        access_token_signed_response_alg=client.access_token_signed_response_alg,
         application_type=client.application_type, jwks=client.jwks, product=client.product_id,
         org=client.org_id)
 
@@ -223,8 +231,11 @@ def redirect_uri_matches(client: Client, uri: str) -> bool:
 
 class ClientService:
     def __init__(self, secret_key: bytes, *, token_endpoint: str, issuer: str,
-                 assertion_max_age: int) -> None:
+                 assertion_max_age: int, cache_seconds: float = 0.0) -> None:
         self._secret_key = secret_key
+        # Client authentication reads rows from here (client_cache.py says how fresh they are);
+        # Services makes it watch the database's sessions for changes.
+        self.cache = ClientCache(cache_seconds)
         # The audit log (set by Services): every registration change writes an event with it.
         self.audit: AuditLog | None = None
         self._audiences = {token_endpoint, issuer}
@@ -259,6 +270,8 @@ class ClientService:
             raise ClientError("authorization_code clients need at least one redirect URI")
         if spec.id_token_signed_response_alg not in ID_TOKEN_ALGS:
             raise ClientError(f"unsupported ID token algorithm: {spec.id_token_signed_response_alg}")
+        if spec.access_token_signed_response_alg not in ACCESS_TOKEN_ALGS:
+            raise ClientError(f"unsupported access token algorithm: {spec.access_token_signed_response_alg}")
         for uri in spec.redirect_uris + spec.post_logout_redirect_uris:
             _check_redirect_uri(uri, native)
         for scope in spec.scopes:
@@ -273,6 +286,7 @@ class ClientService:
             "post_logout_redirect_uris": list(spec.post_logout_redirect_uris),
             "grant_types": list(dict.fromkeys(spec.grant_types)), "scopes": list(dict.fromkeys(spec.scopes)),
             "first_party": spec.first_party, "id_token_signed_response_alg": spec.id_token_signed_response_alg,
+            "access_token_signed_response_alg": spec.access_token_signed_response_alg,
             "jwks": _public_jwks(spec.jwks), "product_id": await _id_of(db, Product, spec.product, "product"),
             "org_id": await _id_of(db, Organisation, spec.org, "organisation"),
         }
@@ -372,6 +386,16 @@ class ClientService:
             return None  # PostgreSQL text cannot hold NUL: such an id is no client, not a DB error
         return await db.get(Client, client_id, with_for_update=for_update or None)
 
+    async def _for_authentication(self, db: AsyncSession, client_id: str | None) -> Client | None:
+        """The client as authentication sees it: from the cache when it is there. The object may
+        be shared with other requests and belongs to no session: read it, never change it."""
+        cached = self.cache.get(client_id) if client_id else None
+        if cached is not None:
+            return cached
+        generation = self.cache.generation
+        client = await self.get(db, client_id)
+        return None if client is None else self.cache.put(client, generation)
+
     async def list(self, db: AsyncSession) -> list[Client]:
         return list((await db.execute(select(Client).order_by(Client.created_at))).scalars())
 
@@ -412,7 +436,7 @@ class ClientService:
         if form.get("client_id") not in (None, client_id):
             raise InvalidRequest("client_id does not match the authenticated client")
 
-        client = await self.get(db, client_id)
+        client = await self._for_authentication(db, client_id)
         if client is None or client.token_endpoint_auth_method != method:
             raise InvalidClient("client authentication failed")
         if method in ("client_secret_basic", "client_secret_post"):

@@ -26,6 +26,9 @@ class Client(Base):
     scopes: Mapped[list] = mapped_column(JSON, default=list)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    # RFC 9068 access tokens: ES256 unless the client's resource servers need another algorithm.
+    access_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256",
+                                                                  server_default="ES256")
     jwks: Mapped[dict | None] = mapped_column(JSON)  # public keys for private_key_jwt
     # The product this client belongs to (orgs/): its sign-in needs the member's product access.
     product_id: Mapped[str | None] = mapped_column(ForeignKey("products.id", ondelete="SET NULL"))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from idp.oauth.authorization import ClientRedirectError, ErrorPage, Redirect
@@ -16,6 +22,8 @@ from idp.ui.web import Csrf, error_page, services, too_many_page
 
 router = APIRouter(include_in_schema=False)
 
+log = logging.getLogger("idp.oauth")
+DATABASE_UNAVAILABLE = (OperationalError, DBAPIError, PoolTimeoutError, OSError)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 
@@ -40,20 +48,50 @@ async def _form_items(request: Request) -> list[tuple[str, str]]:
 
 # ---- discovery and keys ------------------------------------------------------------------------
 
-@router.get("/.well-known/openid-configuration")
-@router.get("/.well-known/oauth-authorization-server")
-async def discovery(request: Request) -> Response:
-    return Response(request.app.state.discovery_bytes, media_type="application/json",
-                    headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+class _Document:
+    """A JSON document that is the same bytes for every request (ARCHITECTURE.md: serve them
+    pre-serialised), answered by a bare ASGI app: no FastAPI request parsing or dependency
+    solving. It still passes through the middleware, which adds the security headers, the
+    request id and the access log line."""
+
+    def __init__(self, media_type: str, cache_control: str, body: Callable[[Any], Awaitable[bytes]]) -> None:
+        self._headers = [(b"content-type", media_type.encode()), (b"cache-control", cache_control.encode()),
+                         (b"access-control-allow-origin", b"*")]
+        self._body = body
+
+    async def __call__(self, scope, receive, send) -> None:
+        body = await self._body(scope["app"])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*self._headers, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
-@router.get("/jwks")
-async def jwks(request: Request) -> Response:
-    s = services(request)
-    await s.db.run(s.keyring.load)
-    # Short cache: a rotation publishes the next key long before it signs, so 5 minutes is safe.
-    return Response(s.keyring.jwks_bytes, media_type="application/jwk-set+json",
-                    headers={"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"})
+async def _discovery_bytes(app) -> bytes:
+    return app.state.discovery_bytes
+
+
+async def _jwks_bytes(app) -> bytes:
+    s = app.state.services
+    if s.keyring.stale:  # reloaded every key_cache_seconds: another node may have rotated
+        try:
+            await s.db.run(s.keyring.load)
+        except DATABASE_UNAVAILABLE:
+            if not s.keyring.loaded:
+                raise  # nothing to serve yet: the outage answer (503)
+            # The set loaded last is still the truth as far as anyone knows (a rotation publishes
+            # the next key long before it signs), and relying parties whose cache ran out need it
+            # to verify tokens already issued: serve it rather than a 503.
+            s.keyring.keep_for_now()  # and ask again in a cache period, not on every request
+            log.warning("JWKS served from the cache: the database is unreachable")
+    return s.keyring.jwks_bytes
+
+
+_discovery = _Document("application/json", "public, max-age=3600", _discovery_bytes)
+for _path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+    router.add_route(_path, _discovery, methods=["GET"], include_in_schema=False)
+# Short cache: a rotation publishes the next key long before it signs, so 5 minutes is safe.
+router.add_route("/jwks", _Document("application/jwk-set+json", "public, max-age=300", _jwks_bytes),
+                 methods=["GET"], include_in_schema=False)
 
 
 # ---- authorization endpoint --------------------------------------------------------------------

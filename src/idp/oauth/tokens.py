@@ -14,7 +14,10 @@ from idp.keys.service import KeyRing
 from idp.oauth.models import Grant, RefreshToken
 from idp.security import random_token, token_hash
 
-ACCESS_TOKEN_ALG = "ES256"  # 30–40 µs to sign on the event loop (ARCHITECTURE.md), verifiable offline
+# A client's access tokens are signed with its access_token_signed_response_alg, by default
+# this: 30–40 µs to sign on the event loop (ARCHITECTURE.md), verifiable offline. RS256 (a
+# 2048-bit RSA signature) costs several times as much: for resource servers that need it.
+DEFAULT_ACCESS_TOKEN_ALG = "ES256"
 
 # The access token's jti is "<grant id>.<random>" for tokens of a grant, so revoking the grant
 # (code replay, refresh replay, revocation) can be checked from the token alone.
@@ -40,9 +43,11 @@ class TokenMinter:
         self.id_ttl = id_ttl
         self.refresh_ttl = timedelta(seconds=refresh_ttl)
 
-    def access_token(self, *, client_id: str, sub: str, scope: str, grant: Grant | None = None,
+    def access_token(self, *, client_id: str, alg: str, sub: str, scope: str, grant: Grant | None = None,
                      audience: str | None = None, extra_claims: dict | None = None) -> str:
-        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti; header typ "at+jwt".
+        """RFC 9068 §2.2: iss, exp, aud, sub, client_id, iat, jti; header typ "at+jwt", signed
+        with `alg`, the client's access_token_signed_response_alg (§2.1: servers "MUST include
+        RS256 among their supported signature algorithms"; ES256 stays our default, it is cheaper).
         `extra_claims` (the organisation's, orgs/claims.py) never override the registered ones."""
         now = int(time.time())
         claims = {
@@ -58,7 +63,7 @@ class TokenMinter:
                 claims["acr"] = grant.acr
             if grant.session_id:
                 claims["sid"] = grant.session_id
-        return self.keyring.sign(claims, alg=ACCESS_TOKEN_ALG, typ="at+jwt")
+        return self.keyring.sign(claims, alg=alg, typ="at+jwt")
 
     def id_token(self, *, client_id: str, alg: str, grant: Grant, access_token: str,
                  extra_claims: dict, nonce: str | None) -> str:
@@ -81,9 +86,12 @@ class TokenMinter:
     def new_refresh_token(self, db: AsyncSession, grant: Grant, scope: str,
                           now: datetime | None = None) -> str:
         """An opaque refresh token (256 bits, stored hashed) in the grant's family."""
-        token = random_token("idprt_")
-        db.add(RefreshToken(
-            token_hash=token_hash(token), grant_id=grant.id, client_id=grant.client_id, scope=scope,
-            expires_at=(now or utcnow()) + self.refresh_ttl,
-        ))
+        token, row = self.refresh_token_row(grant, scope, now)
+        db.add(RefreshToken(**row))
         return token
+
+    def refresh_token_row(self, grant: Grant, scope: str, now: datetime | None = None) -> tuple[str, dict]:
+        """A new refresh token and its `refresh_tokens` row, for callers that insert it themselves."""
+        token = random_token("idprt_")
+        return token, {"token_hash": token_hash(token), "grant_id": grant.id, "client_id": grant.client_id,
+                       "scope": scope, "expires_at": (now or utcnow()) + self.refresh_ttl}

@@ -26,7 +26,8 @@ _EXAMPLE = {
     "application_type": "web", "token_endpoint_auth_method": "client_secret_basic",
     "redirect_uris": [], "post_logout_redirect_uris": [], "grant_types": ["client_credentials"],
     "scopes": ["idp:orgs:read", "idp:orgs:write"], "first_party": False,
-    "id_token_signed_response_alg": "RS256", "jwks": None, "product_id": None, "org_id": "b3JnX2FjbWU",
+    "id_token_signed_response_alg": "RS256", "access_token_signed_response_alg": "ES256", "jwks": None,
+    "product_id": None, "org_id": "b3JnX2FjbWU",
     "has_secret": True, "created_at": "2026-12-03T08:00:00Z"}
 
 
@@ -45,6 +46,9 @@ class _Registration(BaseModel):
         "Our own application: the consent page is skipped. Operators only (the idp command): "
         "true is 403 here"))
     id_token_signed_response_alg: Token = Field("RS256", description="RS256, ES256, Ed25519 or EdDSA")
+    access_token_signed_response_alg: Token = Field("ES256", description=(
+        "The JWT access tokens' (RFC 9068) algorithm: ES256, RS256, Ed25519 or EdDSA, for what "
+        "the client's resource servers can verify"))
     jwks: dict | None = Field(None, description="Public keys (a JWK Set) for private_key_jwt")
     product: Ref | None = Field(None, description="The product (id or handle): sign-in then needs its licence")
     org_id: Ref | None = Field(None, description=(
@@ -90,6 +94,8 @@ class ClientPatch(_Registration):
     first_party: bool = Field(None, description=(
         "Our own application: the consent page is skipped. Operators only: true is 403 here"))
     id_token_signed_response_alg: Token = Field(None, description="RS256, ES256, Ed25519 or EdDSA")
+    access_token_signed_response_alg: Token = Field(None, description=(
+        "ES256, RS256, Ed25519 or EdDSA: tokens issued from now on"))
 
     def changes(self) -> dict:
         """The ClientSpec fields this body names, with their new values."""
@@ -113,6 +119,7 @@ class ClientOut(BaseModel):
     scopes: list[str]
     first_party: bool
     id_token_signed_response_alg: str
+    access_token_signed_response_alg: str = Field(description="The algorithm of its JWT access tokens")
     jwks: dict | None
     product_id: str | None
     org_id: str | None = Field(description="The organisation an integrator client is bound to")

@@ -75,7 +75,8 @@ def user_tokens(request: TokenRequest, grant: Grant, user: User, scope: str,
     both carry `org` (the organisation claims) when there are any."""
     minter, client = request.services.minter, request.client
     scopes = set(scope.split())
-    access_token = minter.access_token(client_id=client.client_id, sub=grant.user_id, scope=scope, grant=grant,
+    access_token = minter.access_token(client_id=client.client_id, alg=client.access_token_signed_response_alg,
+                                       sub=grant.user_id, scope=scope, grant=grant,
                                        extra_claims=org)
     if "openid" not in scopes:
         return access_token, None

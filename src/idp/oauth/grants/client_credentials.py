@@ -23,5 +23,6 @@ async def handle(request: TokenRequest) -> dict:
         raise InvalidScope("scope not allowed for this client")
     scope = " ".join(dict.fromkeys(scopes))
     minter = request.services.minter
-    access_token = minter.access_token(client_id=client.client_id, sub=client.client_id, scope=scope)
+    access_token = minter.access_token(client_id=client.client_id, alg=client.access_token_signed_response_alg,
+                                       sub=client.client_id, scope=scope)
     return token_response(access_token, minter.access_ttl, scope)

@@ -8,7 +8,9 @@ removed member's refresh fails with invalid_grant, a demoted one's carries the n
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
+
+from idp.accounts.models import User
 
 from idp.db import utcnow
 from idp.oauth.errors import InvalidGrant, InvalidRequest
@@ -21,29 +23,48 @@ from idp.security import token_hash
 GRANT_TYPE = "refresh_token"
 
 
+# The presented token, its family and its person in one statement (grants.user_id cascades on
+# delete: a family never outlives its person). FOR UPDATE (PostgreSQL; SQLite's writers are
+# serialised by BEGIN IMMEDIATE): of parallel refreshes with one token, the later ones wait here
+# and then see it used, so they go straight to reuse detection.
+_PRESENTED = (
+    select(RefreshToken, Grant, User)
+    .join(Grant, Grant.id == RefreshToken.grant_id)
+    .join(User, User.id == Grant.user_id)
+    .where(RefreshToken.token_hash == bindparam("presented_hash"))
+    .with_for_update(of=RefreshToken)
+)
+# The spend and the successor as table (Core) statements: the ORM's bulk-update and unit-of-work
+# machinery cost several hundred microseconds a refresh, and nothing reads these rows back.
+_REFRESH_TOKENS = RefreshToken.__table__
+_SPEND = (
+    update(_REFRESH_TOKENS)
+    .where(_REFRESH_TOKENS.c.token_hash == bindparam("presented_hash"), _REFRESH_TOKENS.c.used_at.is_(None))
+    .values(used_at=bindparam("spent_at"))
+)
+_SUCCESSOR = insert(_REFRESH_TOKENS)
+
+
 async def handle(request: TokenRequest) -> dict:
     db, client, params, services = request.db, request.client, request.params, request.services
     presented = params.get("refresh_token")
     if presented is None:
         raise InvalidRequest("refresh_token is required")
     presented_hash = token_hash(presented)
-    row = (await db.execute(select(RefreshToken).where(RefreshToken.token_hash == presented_hash))).scalar_one_or_none()
+    found = (await db.execute(_PRESENTED, {"presented_hash": presented_hash})).one_or_none()
     now = utcnow()
-    if row is None or row.client_id != client.client_id:
+    if found is None or found.RefreshToken.client_id != client.client_id:
         # Another client's token is treated as unknown: it must not revoke that client's family.
         raise InvalidGrant("unknown refresh token")
+    row, grant, user = found.RefreshToken, found.Grant, found.User
     if row.used_at is not None:
         await revoke_grant(db, row.grant_id)
         raise InvalidGrant("refresh token already used; its token family is revoked", keeps_changes=True)
     if row.expires_at <= now:
         raise InvalidGrant("refresh token expired")
-    grant = await db.get(Grant, row.grant_id)
-    if grant is None or grant.revoked_at is not None:
+    if grant.revoked_at is not None:
         raise InvalidGrant("refresh token revoked")
     scope = narrowed_scope(params.get("scope"), row.scope)
-    user = await services.accounts.get(db, grant.user_id)
-    if user is None:
-        raise InvalidGrant("the account no longer exists")
     if user.disabled_at is not None:  # disabling revokes the families too; this holds regardless
         raise InvalidGrant("the account is disabled")
     # Switching organisation without signing in again: the family now speaks for the named
@@ -63,10 +84,7 @@ async def handle(request: TokenRequest) -> dict:
     org_claims = await organisation_claims(request, grant, scope, enforce_policy=True)
 
     # Rotate atomically: of parallel refreshes with one token, one wins; the others are replays.
-    rotated = await db.execute(
-        update(RefreshToken).where(RefreshToken.token_hash == presented_hash, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
-    )
+    rotated = await db.execute(_SPEND, {"presented_hash": presented_hash, "spent_at": now})
     if rotated.rowcount != 1:
         await revoke_grant(db, row.grant_id)
         raise InvalidGrant("refresh token already used; its token family is revoked", keeps_changes=True)
@@ -77,5 +95,6 @@ async def handle(request: TokenRequest) -> dict:
     if grant.org_id != previous_org:
         await db.flush()  # grants.org_id: later refreshes and userinfo follow the switch
     # The new refresh token keeps the original scope, so a narrowed request can widen again later.
-    refresh = services.minter.new_refresh_token(db, grant, row.scope, now)
+    refresh, successor = services.minter.refresh_token_row(grant, row.scope, now)
+    await db.execute(_SUCCESSOR, successor)
     return token_response(access_token, services.minter.access_ttl, scope, id_token=id_token, refresh_token=refresh)
