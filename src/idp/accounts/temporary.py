@@ -159,22 +159,30 @@ class TemporaryPasswordService:
         must then treat it as wrong. A person's own password never expires."""
         return user.password_expires_at is not None and user.password_expires_at <= utcnow()
 
+    async def check_new(self, db: AsyncSession, user: User, new_password: str) -> str:
+        """`new_password` as the policy accepts it for this account; raises PasswordRejected."""
+        return self.s.password_policy.check(
+            new_password, identifiers=await self._identifiers(db, user),
+            has_second_factor=await self.s.factors.has_second_factor(db, user.id))
+
     async def complete_change(self, db: AsyncSession, user: User, new_password: str, *,
-                              actor: Actor | None = None) -> None:
+                              actor: Actor | None = None, new_hash: str | None = None) -> None:
         """The forced change at sign-in: the person's own password replaces the temporary one.
         Raises NoChangePending, TemporaryPasswordExpired, PasswordRejected or SameAsTemporary.
-        `actor`: the person (default) and the client they signed in for, for `password.changed`."""
+        `actor`: the person (default) and the client they signed in for, for `password.changed`.
+        `new_hash`: the hash of `new_password`, from a caller that made it, and found it is not
+        the temporary one, outside its transaction (the sign-in step, flows/password_check.py)."""
         if not user.password_must_change:
             raise NoChangePending()
         if self.expired(user):
             raise TemporaryPasswordExpired()
-        password = self.s.password_policy.check(
-            new_password, identifiers=await self._identifiers(db, user),
-            has_second_factor=await self.s.factors.has_second_factor(db, user.id))
-        # The temporary one sat in a mailbox or on a phone screen: it cannot become permanent.
-        if await self.s.hasher.verify(user.password_hash, normalise_password(password)):
-            raise SameAsTemporary()
-        user.password_hash = await self.s.hasher.hash(password)
+        password = await self.check_new(db, user, new_password)
+        if new_hash is None:
+            # The temporary one sat in a mailbox or on a phone screen: it cannot become permanent.
+            if await self.s.hasher.verify(user.password_hash, normalise_password(password)):
+                raise SameAsTemporary()
+            new_hash = await self.s.hasher.hash(password)
+        user.password_hash = new_hash
         user.password_must_change, user.password_expires_at = False, None
         await self.s.audit.record(db, actor or Actor.user(user.id), "password.changed", target_type="user",
                                   target_id=user.id, after={"reason": "temporary_replaced"})

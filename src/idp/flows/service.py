@@ -14,9 +14,11 @@
 
 A session that already exists but lacks the second factor a client asks for starts at
 SECOND_FACTOR (step-up). Each step loads the flow under a row lock and checks its state; a spent
-or expired flow is refused. The identifier step never looks at whether an account exists: the
-next step depends on what was typed and on policy only, and unknown accounts walk the same pages
-(no code is sent to them) and fail with the same message.
+or expired flow is refused. A password (either factor, or the new one replacing a temporary one)
+is hashed between two transactions, with no connection held (flows/password_check.py). The
+identifier step never looks at whether an account exists: the next step depends on what was
+typed and on policy only, and unknown accounts walk the same pages (no code is sent to them) and
+fail with the same message.
 
 Audit events (audit/): a started session is `user.signed_in` (`user.step_up` when it adds a
 second factor to a live session), each refused answer exactly one `user.sign_in_failed` with its
@@ -39,9 +41,11 @@ from idp.accounts.errors import AccountError
 from idp.accounts.models import User
 from idp.accounts.password_policy import normalise_password
 from idp.accounts.phones import PhoneNumberError
+from idp.accounts.temporary import SameAsTemporary
 from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
+from idp.flows.password_check import PasswordCheck, Verdict
 from idp.oauth.authorization import (
     ACR_MFA, ACR_SINGLE_FACTOR, AuthorizationRequest, Interaction, Redirect, wants_mfa,
 )
@@ -139,10 +143,11 @@ class FlowService:
         return keyed_hash(self.s.csrf_key, f"flow-browser\x00{cookie}") if cookie else None
 
     async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState | tuple[FlowState, ...],
-                   *, browser: str | None, lock: bool = False) -> FlowView:
+                   *, browser: str | None, lock: bool = False, named: bool = True) -> FlowView:
         """The flow, if it is live, in `state`, and started by this browser (`browser` is its
         CSRF cookie): a leaked flow id is of no use elsewhere, so nobody can finish someone
-        else's sign-in, nor make a victim's application receive a code for their own account."""
+        else's sign-in, nor make a victim's application receive a code for their own account.
+        `named=False`: no client name (a step that shows no page; one query fewer)."""
         if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
             raise FlowError("unknown flow")
         query = select(AuthorizationFlow).where(AuthorizationFlow.id == flow_id)
@@ -156,7 +161,7 @@ class FlowService:
             raise FlowError("this sign-in link has expired; start again from the application")
         if flow.state not in (state if isinstance(state, tuple) else (state,)):
             raise FlowError("this step is already done; start again from the application")
-        client = await self.s.clients.get(db, flow.client_id) if flow.client_id else None
+        client = await self.s.clients.get(db, flow.client_id) if named and flow.client_id else None
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
 
     async def new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState, *,
@@ -246,7 +251,7 @@ class FlowService:
     async def submit_identifier(self, db: AsyncSession, flow_id: str | None, typed: str,
                                 browser: Browser) -> Interaction:
         """LOGIN → PASSWORD, or → CODE for a phone number when SMS sign-in is on."""
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         kind, login = self._read_login(typed)
         view.flow.data = {**view.data, "login": login, "kind": kind, "typed": _shown(typed)}
@@ -256,23 +261,23 @@ class FlowService:
         return self._update(view, FlowState.PASSWORD)
 
     async def submit_password(self, db: AsyncSession, flow_id: str | None, login: str,
-                              password: str, browser: Browser | None = None) -> LoginResult:
+                              password: str, browser: Browser | None = None) -> PasswordCheck:
         """The one-form login (identifier and password together; password managers post it)."""
         browser = browser or Browser()
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         kind, value = self._read_login(login)
         view.flow.data = {**view.data, "login": value, "kind": kind, "typed": _shown(login)}
         return await self._check_password(db, view, value, password, browser)
 
     async def submit_password_step(self, db: AsyncSession, flow_id: str | None, password: str,
-                                   browser: Browser) -> LoginResult:
-        view = await self.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie, lock=True)
+                                   browser: Browser) -> PasswordCheck:
+        view = await self.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie, lock=True, named=False)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         return await self._check_password(db, view, view.data.get("login"), password, browser)
 
     async def _check_password(self, db: AsyncSession, view: FlowView, login: str | None,
-                              password: str, browser: Browser) -> LoginResult:
+                              password: str, browser: Browser) -> PasswordCheck:
         # Failures count per account and client address: guessing from one address is slowed,
         # and nobody elsewhere can keep the owner's account closed. Unknown logins count alike.
         failures_key = f"{login or ''}|{ip_key(browser.ip)}"
@@ -280,15 +285,52 @@ class FlowService:
             await self.s.rate_limiter.test("login_per_account", failures_key)
         except RateLimited as error:
             await self._failed(db, view, await self._account_of(db, login), LOCKED, "pwd", error)
-        # Unknown logins spend the same hash time (accounts.authenticate_password).
-        user = await self.s.accounts.authenticate_password(db, login or "", password)
-        if user is None or (user.password_must_change and self.s.temporary_passwords.expired(user)):
-            await self._count_failure(failures_key)
-            # An expired temporary password is a wrong one. A disabled account's wrong password
-            # too: only the right one hears that the account is disabled.
-            user = user or await self._account_of(db, login)
-            await self._failed(db, view, user, WRONG_PASSWORD if user else UNKNOWN_ACCOUNT, "pwd", LoginFailed())
-        return await self._after_first_factor(db, view, user, "pwd", browser)
+
+        async def account(db: AsyncSession, _view: FlowView) -> User | None:
+            # Email, phone number or organisation username, through verified identifiers only.
+            return await self.s.accounts.find_by_login(db, login, usernames=True) if login else None
+
+        async def checked(db: AsyncSession, view: FlowView, user: User | None, verdict: Verdict) -> LoginResult:
+            if (not verdict.ok or user is None
+                    or (user.password_must_change and self.s.temporary_passwords.expired(user))):
+                # An expired temporary password is a wrong one. A disabled account's wrong password
+                # too: only the right one hears that the account is disabled.
+                await self._failed(db, view, user, WRONG_PASSWORD if user else UNKNOWN_ACCOUNT, "pwd",
+                                   LoginFailed(), counts=failures_key)
+            if verdict.new_hash is not None:  # made with older argon2 parameters
+                user.password_hash = verdict.new_hash
+            return await self._after_first_factor(db, view, user, "pwd", browser)
+
+        # Unknown logins spend the same hash time (the dummy hash, accounts/passwords.py).
+        return self._password_check(view, await account(db, view), password, browser, account, checked,
+                                    rehash=True)
+
+    def _password_check(self, view: FlowView, user: User | None, password: str, browser: Browser,
+                        account, checked, *, rehash: bool = False, replace: bool = False,
+                        retries: int = 1) -> PasswordCheck:
+        """Check `password` against `user`'s hash outside any transaction, then, in a new one,
+        `checked(db, view, user, verdict)` with the flow and the account read again (password_check.py).
+        `account(db, view)` finds the account again. Another step of this flow meanwhile (a
+        double submit, a second tab) is refused as an already done step; a changed account or
+        password hash is checked again (`retries` times, then refused)."""
+        flow_id, state, data = view.flow.id, view.flow.state, dict(view.data)
+        seen = (user.id, user.password_hash) if user else None
+
+        async def resume(db: AsyncSession, verdict: Verdict) -> LoginResult | PasswordCheck:
+            again = await self.load(db, flow_id, state, browser=browser.cookie, lock=True, named=False)
+            if again.data != data:
+                raise FlowError("this step is already done; start again from the application")
+            now = await account(db, again)
+            if ((now.id, now.password_hash) if now else None) != seen:
+                if retries <= 0:
+                    raise FlowError("this sign-in link has expired; start again from the application")
+                return self._password_check(again, now, password, browser, account, checked,
+                                            rehash=rehash, replace=replace, retries=retries - 1)
+            return await checked(db, again, now, verdict)
+
+        # Hashes are of the NFKC form (password_policy.py), whatever the keyboard sent.
+        return PasswordCheck(user.password_hash if user else None, normalise_password(password), resume,
+                             rehash=rehash and user is not None, replace=replace)
 
     async def _account_of(self, db: AsyncSession, login: str | None) -> User | None:
         """The account a failed password was typed for, if any (for the audit log only)."""
@@ -298,7 +340,7 @@ class FlowService:
                                  *, resend: bool = False) -> Interaction:
         """PASSWORD → CODE ("send me a code instead"), or a new code on the CODE page."""
         view = await self.load(db, flow_id, FlowState.CODE if resend else FlowState.PASSWORD,
-                               browser=browser.cookie, lock=True)
+                               browser=browser.cookie, lock=True, named=False)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         channel = "sms" if view.data.get("kind") == "phone" else "email"
         if not self.code_login_enabled(channel) or view.data.get("password_only"):
@@ -310,7 +352,7 @@ class FlowService:
 
     async def submit_login_code(self, db: AsyncSession, flow_id: str | None, code: str,
                                 browser: Browser) -> LoginResult:
-        view = await self.load(db, flow_id, FlowState.CODE, browser=browser.cookie, lock=True)
+        view = await self.load(db, flow_id, FlowState.CODE, browser=browser.cookie, lock=True, named=False)
         login, channel = view.data.get("login"), view.data.get("channel")
         user = await self.s.accounts.find_by_login(db, login) if login else None
         if user is None:
@@ -399,7 +441,7 @@ class FlowService:
     async def choose_factor(self, db: AsyncSession, flow_id: str | None, method: str,
                             browser: Browser) -> Interaction:
         """Another of the offered methods (or a new code by the same one)."""
-        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True, named=False)
         methods = view.data.get("methods") or []
         if method not in methods:
             raise FlowError("this sign-in method is not available")
@@ -407,8 +449,8 @@ class FlowService:
         return await self._offer_factor(db, view, user, methods, method, browser)
 
     async def submit_second_factor(self, db: AsyncSession, flow_id: str | None, answer: str,
-                                   browser: Browser) -> LoginResult:
-        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
+                                   browser: Browser) -> LoginResult | PasswordCheck:
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True, named=False)
         method = view.data.get("factor")
         user = await self.s.accounts.get(db, view.flow.user_id)
         if user is None or method not in (view.data.get("methods") or []):
@@ -420,12 +462,34 @@ class FlowService:
             await self.s.rate_limiter.test("login_per_account", failures_key)
         except RateLimited as error:
             await self._failed(db, view, user, LOCKED, method, error)
+        if method == "pwd":
+            return self._second_password(view, user, answer or "", browser, failures_key)
         try:
             await self._check_second_factor(db, user, method, answer or "")
         except (SecondFactorFailed, CodeProblem) as error:
-            await self._count_failure(failures_key)
             await self._failed(db, view, user, LOCKED if isinstance(error, TooManyAttempts) else WRONG_SECOND_FACTOR,
-                               method, error)
+                               method, error, counts=failures_key)
+        return await self._second_factor_passed(db, view, user, method, browser)
+
+    def _second_password(self, view: FlowView, user: User, answer: str, browser: Browser,
+                         failures_key: str) -> PasswordCheck:
+        """The password as a second factor (after a code): checked outside the transaction."""
+
+        async def account(db: AsyncSession, view: FlowView) -> User | None:
+            return await self.s.accounts.get(db, view.flow.user_id)
+
+        async def checked(db: AsyncSession, view: FlowView, user: User | None, verdict: Verdict) -> LoginResult:
+            if user is None:  # deleted meanwhile
+                raise FlowError("this sign-in link has expired; start again from the application")
+            if not verdict.ok:
+                await self._failed(db, view, user, WRONG_SECOND_FACTOR, "pwd", SecondFactorFailed(),
+                                   counts=failures_key)
+            return await self._second_factor_passed(db, view, user, "pwd", browser)
+
+        return self._password_check(view, user, answer, browser, account, checked)
+
+    async def _second_factor_passed(self, db: AsyncSession, view: FlowView, user: User, method: str,
+                                    browser: Browser) -> LoginResult:
         view.flow.data = {**view.data, "done": [*view.data.get("done", []), method]}
         return await self._finish(db, view, user, browser)
 
@@ -441,17 +505,19 @@ class FlowService:
         elif method == "recovery":
             if not await self.s.factors.recovery.consume(db, user.id, answer):
                 raise SecondFactorFailed()
-        elif not await self.s.hasher.verify(user.password_hash, normalise_password(answer)):
+        else:  # "pwd" is checked outside the transaction (_second_password)
             raise SecondFactorFailed()
 
     async def _failed(self, db: AsyncSession, view: FlowView, user: User | None, reason: str,
-                      method: str | None, error: Exception) -> NoReturn:
+                      method: str | None, error: Exception, *, counts: str | None = None) -> NoReturn:
         """Write `user.sign_in_failed` and raise `error`, marked `keeps_changes` so Database.run
         commits the event although the request fails (what else the step wrote is the flow's
         data and the code's attempt counter, which a failure keeps anyway). Each failing step
         calls this once, so one failure is one event. An unknown account has no target, and what
         was typed is not stored: the log must not collect other people's addresses or mistyped
-        passwords."""
+        passwords. `counts` is the login_per_account key the failure counts against, once it
+        is committed (`count_failure`)."""
+        error.failure_key = counts
         await self.s.audit.record(db, Actor("user", None, view.flow.client_id), "user.sign_in_failed",
                                   org_id=_org_of(view, user.id) if user else None,
                                   target_type="user" if user else None, target_id=user.id if user else None,
@@ -463,7 +529,13 @@ class FlowService:
         if user.disabled_at is not None:
             await self._failed(db, view, user, DISABLED, method, AccountDisabled())
 
-    async def _count_failure(self, key: str) -> None:
+    async def count_failure(self, error: Exception) -> None:
+        """Count a refused password or second factor against its account and address. The route
+        calls this after Database.run committed the failure: one the database never recorded
+        (it went away mid-request, and the person got a 503 and will try again) counts nothing."""
+        key = getattr(error, "failure_key", None)
+        if key is None:
+            return
         try:
             await self.s.rate_limiter.hit("login_per_account", key)
         except RateLimited:
@@ -478,24 +550,44 @@ class FlowService:
         return await self._start_session(db, view, user, browser)
 
     async def submit_new_password(self, db: AsyncSession, flow_id: str | None, password: str,
-                                  browser: Browser) -> LoginResult:
-        """NEW_PASSWORD → signed in. Raises PasswordRejected (the flow stays where it is)."""
-        view = await self.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie, lock=True)
-        user = await self.s.accounts.get(db, view.flow.user_id)
+                                  browser: Browser) -> PasswordCheck:
+        """NEW_PASSWORD → signed in. Raises PasswordRejected (the flow stays where it is) before
+        any hash; whether it is the temporary one and its hash are worked out outside the
+        transaction (SameAsTemporary)."""
+        view = await self.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie, lock=True, named=False)
+        user = await self._changing_temporary(db, view)
+        checked = await self.s.temporary_passwords.check_new(db, user, password)  # PasswordRejected
+
+        async def account(db: AsyncSession, view: FlowView) -> User | None:
+            return await self.s.accounts.get(db, view.flow.user_id)
+
+        async def changed(db: AsyncSession, view: FlowView, user: User | None, verdict: Verdict) -> LoginResult:
+            user = await self._changing_temporary(db, view, user)
+            if verdict.ok:  # the temporary password itself
+                raise SameAsTemporary()
+            await self.s.temporary_passwords.complete_change(  # PasswordRejected
+                db, user, checked, actor=Actor.user(user.id, client_id=view.flow.client_id),
+                new_hash=verdict.new_hash)
+            return await self._start_session(db, view, user, browser)
+
+        return self._password_check(view, user, checked, browser, account, changed, replace=True)
+
+    async def _changing_temporary(self, db: AsyncSession, view: FlowView, user: User | None = None) -> User:
+        """The account of a NEW_PASSWORD step (`user`, else read), still to change a live
+        temporary password and not disabled."""
+        user = user or await self.s.accounts.get(db, view.flow.user_id)
         if user is None or not user.password_must_change or self.s.temporary_passwords.expired(user):
             # Gone, changed by a reset meanwhile, or expired while the page was open.
             raise FlowError("this sign-in link has expired; start again from the application")
         await self._refuse_disabled(db, view, user, "pwd")  # before the change, which would be kept
-        await self.s.temporary_passwords.complete_change(  # PasswordRejected, SameAsTemporary
-            db, user, password, actor=Actor.user(user.id, client_id=view.flow.client_id))
-        return await self._start_session(db, view, user, browser)
+        return user
 
     async def sign_in(self, db: AsyncSession, flow_id: str | None, user: User, *, method: str,
                       browser: Browser) -> LoginResult:
         """Sign `user` in on a flow of this browser before its first factor, `method` (pwd, sms
         or email) having just been proven (a registration that confirmed its code): a second
         factor if the client asks for one, then a new session, consent, a code or the return page."""
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
         return await self._after_first_factor(db, view, user, method, browser)
 
     async def _start_session(self, db: AsyncSession, view: FlowView, user: User,
@@ -535,7 +627,7 @@ class FlowService:
 
     async def submit_consent(self, db: AsyncSession, flow_id: str | None, allow: bool,
                              current_session_id: str | None, browser: str | None) -> Redirect:
-        view = await self.load(db, flow_id, FlowState.CONSENT, browser=browser, lock=True)
+        view = await self.load(db, flow_id, FlowState.CONSENT, browser=browser, lock=True, named=False)
         session = await self.s.sessions.get(db, view.flow.session_id or "")
         # Consent is given by the browser that signed in, in a session still alive.
         if session is None or session.ended_at is not None or session.id != current_session_id:

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.temporary import SameAsTemporary
 from idp.flows.models import FlowState
+from idp.flows.password_check import PasswordCheck
 from idp.flows.service import (
     IDENTIFIER_STATES, AccountDisabled, Browser, FlowError, FlowView, LoginFailed, SecondFactorFailed,
 )
@@ -106,10 +107,15 @@ def _signed_in(request: Request, result) -> Response:
 
 
 async def _run_step(request: Request, step, on_error) -> Response:
-    """Run one flow step; map the errors every step shares to their pages."""
+    """Run one flow step; map the errors every step shares to their pages. A step that needs a
+    password hash pauses before it (flows/password_check.py): its first transaction commits, the
+    hash runs with no connection held, and the step resumes in a second transaction."""
     s = services(request)
     try:
         result = await s.db.run(step)
+        while isinstance(result, PasswordCheck):
+            verdict = await result.run(s.hasher)
+            result = await s.db.run(lambda db, resume=result.resume: resume(db, verdict))
     except FlowError as exc:
         return error_page(request, str(exc))
     except AccountDisabled:
@@ -117,6 +123,7 @@ async def _run_step(request: Request, step, on_error) -> Response:
     except RateLimited as exc:
         return too_many_page(request, exc.retry_after)
     except (LoginFailed, SecondFactorFailed, CodeProblem, PasswordRejected, SameAsTemporary) as exc:
+        await s.flows.count_failure(exc)  # now that the failure is committed
         return await on_error(exc)
     if isinstance(result, Interaction):
         return interaction_redirect(result)

@@ -1,0 +1,127 @@
+"""A sign-in password is hashed with no transaction open (flows/password_check.py): other requests
+go on while it is checked, and what it was checked against is read again before it counts.
+
+The account's hash is a slow one (argon2id made with m = 8 MiB, t = 150: about 0.6 s to check on
+our VMs; a hash is checked with the parameters it was made with), so each test has time to act
+while the server hashes. The hash is a constant: making it would cost as much as checking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import func, select
+
+from idp.accounts.models import User
+from idp.audit.models import AuditEvent
+from idp.sessions.models import BrowserSession
+from tests.rp import PASSWORD, RegisteredClient, RelyingParty, form_field
+from tests.token_support import refresh, signed_in
+
+SLOW_HASH = "$argon2id$v=19$m=8192,t=150,p=1$bb4mnlgDCj7ehPIt7IkTdg$s9u88I/6kvA57Yc8NbrfSWuwQ+FhA/I9s2RFWsHS4mQ"
+HASHING = 0.2  # seconds after the post: its first transaction is done, its hash is not
+NEW_PASSWORD = "another long enough password"
+
+
+async def _slow_user(rp: RelyingParty) -> tuple[str, str]:
+    email, user_id = await rp.user()
+    await set_password_hash(rp.services, user_id, SLOW_HASH)
+    return email, user_id
+
+
+async def set_password_hash(services, user_id: str, password_hash: str) -> None:
+    async def work(db):
+        (await db.get(User, user_id)).password_hash = password_hash
+
+    await services.db.run(work)
+
+
+async def _login_form(rp: RelyingParty, browser: httpx.AsyncClient, client: RegisteredClient) -> dict:
+    reply = await rp.authorize(browser, client)
+    page = await browser.get(reply.headers["location"])
+    assert page.status_code == 200, page.text
+    return {"flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token")}
+
+
+def _post(browser: httpx.AsyncClient, form: dict, email: str, password: str) -> asyncio.Task:
+    return asyncio.create_task(browser.post("/login", data={**form, "username": email, "password": password}))
+
+
+async def _sign_ins(services, user_id: str) -> tuple[int, list[str]]:
+    """(live sessions, reasons of sign_in_failed events) of the account."""
+    async def work(db):
+        sessions = await db.scalar(select(func.count()).select_from(BrowserSession)
+                                   .where(BrowserSession.user_id == user_id, BrowserSession.ended_at.is_(None)))
+        failed = (await db.scalars(select(AuditEvent.after).where(
+            AuditEvent.target_id == user_id, AuditEvent.action == "user.sign_in_failed"))).all()
+        return sessions, [after["reason"] for after in failed]
+
+    return await services.db.run(work)
+
+
+async def test_a_token_request_is_answered_while_a_password_is_hashed(http, rp, services):
+    session = await signed_in(http, rp)
+    email, user_id = await _slow_user(rp)
+    async with rp.browser() as browser:
+        login = _post(browser, await _login_form(rp, browser, session.client), email, PASSWORD)
+        await asyncio.sleep(HASHING)
+
+        # A refresh grant writes (on SQLite it needs the write lock the login step took before).
+        reply = await refresh(http, rp, session.client, session.refresh_token)
+        assert reply.status_code == 200, reply.text
+        assert not login.done(), "the token request waited for the password hash"
+        assert services.db.engine.pool.checkedout() == 0, "a connection is held while hashing"
+
+        signed = await login
+    assert signed.status_code == 303
+    assert signed.headers["location"].startswith(session.client.redirect_uri + "?code=")
+    assert await _sign_ins(services, user_id) == (1, [])
+
+
+async def test_a_password_changed_while_the_old_one_was_hashed_is_refused(rp, services):
+    client = await rp.register()
+    email, user_id = await _slow_user(rp)
+    new_hash = await services.hasher.hash(NEW_PASSWORD)
+    async with rp.browser() as browser:
+        login = _post(browser, await _login_form(rp, browser, client), email, PASSWORD)
+        await asyncio.sleep(HASHING)
+        await set_password_hash(services, user_id, new_hash)  # a reset, or an administrator, meanwhile
+        refused = await login
+
+    # The old password matched the hash it was checked against, which is gone: checked again
+    # against the new one, it is a wrong password like any other.
+    assert refused.status_code == 401
+    assert "Incorrect email, phone number or password." in refused.text
+    assert await _sign_ins(services, user_id) == (0, ["wrong_password"])
+
+
+async def test_the_new_password_typed_while_the_old_hash_was_checked_signs_in(rp, services):
+    client = await rp.register()
+    email, user_id = await _slow_user(rp)
+    new_hash = await services.hasher.hash(NEW_PASSWORD)
+    async with rp.browser() as browser:
+        login = _post(browser, await _login_form(rp, browser, client), email, NEW_PASSWORD)
+        await asyncio.sleep(HASHING)
+        await set_password_hash(services, user_id, new_hash)
+        signed = await login
+
+    assert signed.status_code == 303
+    assert signed.headers["location"].startswith(client.redirect_uri + "?code=")
+    assert await _sign_ins(services, user_id) == (1, [])
+
+
+async def test_a_double_submitted_password_signs_in_once(rp, services):
+    """Both posts are hashed at once; the second to finish finds the step already done."""
+    client = await rp.register()
+    email, user_id = await _slow_user(rp)
+    async with rp.browser() as browser:
+        form = await _login_form(rp, browser, client)
+        replies = await asyncio.gather(_post(browser, form, email, PASSWORD), _post(browser, form, email, PASSWORD))
+
+    assert sorted(reply.status_code for reply in replies) == [303, 400]
+    winner = next(reply for reply in replies if reply.status_code == 303)
+    assert winner.headers["location"].startswith(client.redirect_uri + "?code=")
+    loser = next(reply for reply in replies if reply.status_code == 400)
+    assert "this step is already done" in loser.text
+    assert await _sign_ins(services, user_id) == (1, [])
