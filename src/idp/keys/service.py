@@ -68,6 +68,7 @@ class KeyRing:
         self._retire_after = retire_after
         self._cache_seconds = cache_seconds
         self._snapshot = _Snapshot()
+        self._reloading = False
         self._private_by_kid: dict[str, object] = {}
         # The audit log (set by Services): key.created, key.rotated and key.retired events.
         self.audit: AuditLog | None = None
@@ -167,6 +168,18 @@ class KeyRing:
         """Refresh the cache if it is older than `cache_seconds` (another node may have rotated)."""
         if not self.stale:
             return
+        if self._reloading and self.loaded:
+            # Another request is reading them now: the keys held are one cache period old at
+            # most. Without this, every request in flight when the cache ran out would queue on
+            # the same read (on SQLite, on the write lock behind the sign-ins: a latency spike).
+            return
+        self._reloading = True
+        try:
+            await self._reload(db)
+        finally:
+            self._reloading = False
+
+    async def _reload(self, db: AsyncSession) -> None:
         now = utcnow()
         rows = (await db.execute(
             select(SigningKey).where(or_(SigningKey.expires_at.is_(None), SigningKey.expires_at > now))
