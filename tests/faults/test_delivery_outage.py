@@ -24,9 +24,7 @@ from sqlalchemy import delete, select
 from idp.courier.models import CourierMessage
 from idp.courier.providers import WebhookSmsProvider
 from idp.courier.service import Courier
-from idp.db.migrate import upgrade
-from idp.services import Services
-from tests.faults.conftest import only_in_sqlite_run, services_of
+from tests.faults.conftest import migrated, only_in_sqlite_run
 from tests.mail_sms import WEBHOOK_SECRET, SmsGateway, SmtpServer, emailed_code, texted_code, until
 from tests.rp import AuthResult, RelyingParty, form_field, query_of
 from tests.server_process import ServerProcess
@@ -70,15 +68,6 @@ async def finish_with(browser: httpx.AsyncClient, rp: RelyingParty, client, code
     tokens = await rp.exchange(browser, client, result)
     assert tokens.status_code == 200, tokens.text
     return await rp.verify(browser, tokens.json()["id_token"])
-
-
-async def migrated(server: ServerProcess) -> Services:
-    """What `idp migrate` does, done in this process, where idp is imported already (the command
-    costs a second or two of CPU more); the services on the migrated database, for the setup."""
-    await asyncio.to_thread(upgrade, server.env["IDP_DATABASE_URL"])
-    services = services_of(server)
-    await services.db.run(services.keyring.ensure_keys)
-    return services
 
 
 async def outbox_until(outbox, done, timeout: float = 10.0) -> dict[str, CourierMessage]:

@@ -23,9 +23,7 @@ import httpx
 import pytest
 import redis
 
-from idp.db.migrate import upgrade
-from idp.services import Services
-from tests.faults.conftest import only_in_sqlite_run, services_of
+from tests.faults.conftest import migrated, only_in_sqlite_run
 from tests.rp import PASSWORD, RelyingParty
 from tests.server_process import ServerProcess, free_port
 
@@ -104,15 +102,6 @@ async def login_attempt(server: ServerProcess, rp: RelyingParty, client, email: 
         started = await rp.authorize(browser, client)
         assert started.status_code == 303, started.text
         return await rp.login(browser, started.headers["location"], email, password)
-
-
-async def migrated(server: ServerProcess) -> Services:
-    """What `idp migrate` does, done in this process, where idp is imported already (the command
-    costs a second or two of CPU more); the services on the migrated database, for the setup."""
-    await asyncio.to_thread(upgrade, server.env["IDP_DATABASE_URL"])
-    services = services_of(server)
-    await services.db.run(services.keyring.ensure_keys)
-    return services
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ becomes the product's highest role at or below it, or nothing when the product h
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
