@@ -44,8 +44,12 @@ messages:
 openapi: install
 	$(BIN)/python scripts/openapi.py
 
-## make bench: throughput next to same-run baselines (needs wrk); see bench/README.md
+## make bench: issue 6's benchmark table, each figure next to a same-run baseline; see bench/README.md
+## (IDP_BENCH_ONLY=refresh,logins reruns rows; IDP_BENCH_DATABASE_URL benches on a scratch PostgreSQL)
 bench: install
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk" >&2; exit 1; }
 	$(BIN)/python bench/run.py
 
 clean:
