@@ -32,16 +32,19 @@ fi
 
 # The browser tests and the organisation CLI tests use a SQLite file of their own, whatever the
 # run's database (about two minutes): with two runs side by side they go in the PostgreSQL one,
-# which is otherwise the shorter, so the two finish at about the same time.
+# so the two finish at about the same time. tests/faults (a private PostgreSQL cluster, Redis,
+# SMTP and SMS gateway of their own, about 1.5 minutes) runs in the SQLite process only, and
+# tests/test_two_nodes.py in the PostgreSQL process only: each skips itself in the other.
+# --durations names the slowest tests, to keep the suite well under 10 minutes.
 sqlite_extra=()
 [ "$pg_up" = true ] && sqlite_extra=(--ignore=tests/browser --ignore=tests/test_org_cli.py)
-IDP_TEST_REDIS_URL="$REDIS" $BIN/pytest -q -p no:cacheprovider "${sqlite_extra[@]}" >"$LOGS/sqlite" 2>&1 &
+IDP_TEST_REDIS_URL="$REDIS" $BIN/pytest -q -p no:cacheprovider --durations=8 "${sqlite_extra[@]}" >"$LOGS/sqlite" 2>&1 &
 sqlite_pid=$!
 
 pg_pid=""
 if [ "$pg_up" = true ]; then
   IDP_TEST_DATABASE_URL="$PG_URL" IDP_TEST_REDIS_URL="${REDIS%/*}/15" \
-    $BIN/pytest -q -p no:cacheprovider >"$LOGS/postgres" 2>&1 &
+    $BIN/pytest -q -p no:cacheprovider --durations=8 >"$LOGS/postgres" 2>&1 &
   pg_pid=$!
   pg_rc=0
 elif [ "${CI:-}" = "true" ]; then
