@@ -20,6 +20,7 @@ from tests.mail_sms import mail_to
 from tests.rp import PASSWORD
 from tests.test_cli import _env, failed, idp, ok
 from tests.test_temporary_password import _deliver
+from tests.password_support import password_owner
 
 TEMPORARY = re.compile(rf"[{CROCKFORD}]{{4}}(?:-[{CROCKFORD}]{{4}}){{3}}")
 
@@ -110,7 +111,7 @@ async def test_a_username_gets_a_temporary_password_by_email_that_signs_in_once(
     assert temporary not in shown.stdout + shown.stderr  # the operator never sees it
 
     async def sign_in(s, db):
-        user = await s.accounts.authenticate_password(db, f"MAIJA@{handle}", temporary)
+        user = await password_owner(s, db, f"MAIJA@{handle}", temporary)
         return user and (user.id, user.password_must_change, user.email)
     assert await _on_cli_database(cli, sign_in) == (created["sub"], True, None)
 

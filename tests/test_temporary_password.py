@@ -29,6 +29,7 @@ from tests.mail_sms import emailed_code, mail_to, until
 from tests.rp import PASSWORD, RelyingParty
 from tests.test_cli import _env, failed, idp, ok
 from tests.token_support import OFFLINE, assert_error, refresh
+from tests.password_support import password_owner
 
 TEMPORARY = re.compile(rf"[{CROCKFORD}]{{4}}(?:-[{CROCKFORD}]{{4}}){{3}}")
 OWN_PASSWORD = "my very own new passphrase"
@@ -114,8 +115,8 @@ async def test_a_generated_password_is_emailed_and_ends_every_session_and_token_
     assert mail["Subject"] == "Your temporary password"
     assert f"\n    {password}\r\n" in body and "168 hours" in body and "never" in body
     # The temporary password is the password now; the old one is not.
-    assert await s.db.run(lambda db: s.accounts.authenticate_password(db, user.email, password))
-    assert not await s.db.run(lambda db: s.accounts.authenticate_password(db, user.email, PASSWORD))
+    assert await s.db.run(lambda db: password_owner(s, db, user.email, password))
+    assert not await s.db.run(lambda db: password_owner(s, db, user.email, PASSWORD))
 
 
 async def test_a_chosen_password_is_texted_to_the_verified_phone_in_the_persons_language(s, rp, gateway):
@@ -127,7 +128,7 @@ async def test_a_chosen_password_is_texted_to_the_verified_phone_in_the_persons_
 
     text = (await until(lambda: gateway.to(number)))[0]["text"]
     assert text.startswith(f"Väliaikainen salasanasi on {chosen}.") and "168 tunnin" in text
-    assert await s.db.run(lambda db: s.accounts.authenticate_password(db, number, chosen))
+    assert await s.db.run(lambda db: password_owner(s, db, number, chosen))
 
 
 async def test_an_unverified_or_missing_destination_is_refused_and_nothing_changes(s, rp):
@@ -207,8 +208,8 @@ async def test_complete_change_replaces_the_temporary_password_and_tells_the_per
 
     stored = await _load(s, user.id)
     assert (stored.password_must_change, stored.password_expires_at) == (False, None)
-    assert await s.db.run(lambda db: s.accounts.authenticate_password(db, user.email, OWN_PASSWORD))
-    assert not await s.db.run(lambda db: s.accounts.authenticate_password(db, user.email, temporary))
+    assert await s.db.run(lambda db: password_owner(s, db, user.email, OWN_PASSWORD))
+    assert not await s.db.run(lambda db: password_owner(s, db, user.email, temporary))
     notice = (await mail_to(smtp, user.email, 2))[1]
     assert notice["Subject"] == "Your password was changed"
     # Done once: there is nothing left to change.

@@ -311,7 +311,7 @@ class AccountService:
         in national or international form (the configured default region). Text that is neither
         finds nobody, and is never an error: the login page must answer every input alike.
 
-        Usernames are for signing in with a password (`authenticate_password` asks for them), and
+        Usernames are for signing in with a password (the sign-in flow asks for them), and
         are off by default because the other callers send a code TO what was typed (a sign-in
         code, a password reset): a username is no address, and must not be mailed to. A dotless
         input (`login_kind` "username") is looked up as a username first, then as an email.
@@ -345,19 +345,6 @@ class AccountService:
 
     async def get(self, db: AsyncSession, user_id: str) -> User | None:
         return await db.get(User, user_id)
-
-    async def authenticate_password(self, db: AsyncSession, login: str, password: str) -> User | None:
-        """The account if the password matches. Unknown logins spend the same hash time."""
-        # Email, phone number or organisation username, through verified identifiers only.
-        user = await self.find_by_login(db, login, usernames=True)
-        # Hashes are of the NFKC form (password_policy.py), whatever the keyboard sent.
-        password = normalise_password(password)
-        ok = await self.hasher.verify(user.password_hash if user else None, password)
-        if not ok or user is None:
-            return None
-        if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash(password)
-        return user
 
     async def change_password(self, db: AsyncSession, user: User, current: str, new: str, *,
                               has_second_factor: bool) -> None:

@@ -148,8 +148,7 @@ class OrganisationStep:
         The choice is made by the browser that signed in, in a session still alive."""
         from idp.flows.service import FlowError, LoginResult
 
-        view = await self.s.flows.load(db, flow_id, FlowState.ORGANISATION, browser=browser.cookie, lock=True,
-                                       named=False)
+        view = await self.s.flows.load(db, flow_id, FlowState.ORGANISATION, browser=browser.cookie, lock=True)
         session = await self.s.sessions.from_cookie(db, browser.previous_cookie)
         if session is None or session.id != view.flow.session_id:
             raise FlowError("your session has ended; start again from the application")

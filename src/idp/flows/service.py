@@ -143,11 +143,12 @@ class FlowService:
         return keyed_hash(self.s.csrf_key, f"flow-browser\x00{cookie}") if cookie else None
 
     async def load(self, db: AsyncSession, flow_id: str | None, state: FlowState | tuple[FlowState, ...],
-                   *, browser: str | None, lock: bool = False, named: bool = True) -> FlowView:
+                   *, browser: str | None, lock: bool = False, named: bool = False) -> FlowView:
         """The flow, if it is live, in `state`, and started by this browser (`browser` is its
         CSRF cookie): a leaked flow id is of no use elsewhere, so nobody can finish someone
         else's sign-in, nor make a victim's application receive a code for their own account.
-        `named=False`: no client name (a step that shows no page; one query fewer)."""
+        `named`: with the client's name, for a page that shows it (steps that only post need
+        none: one query fewer)."""
         if not isinstance(flow_id, str) or not _FLOW_ID.fullmatch(flow_id):
             raise FlowError("unknown flow")
         query = select(AuthorizationFlow).where(AuthorizationFlow.id == flow_id)
@@ -251,7 +252,7 @@ class FlowService:
     async def submit_identifier(self, db: AsyncSession, flow_id: str | None, typed: str,
                                 browser: Browser) -> Interaction:
         """LOGIN → PASSWORD, or → CODE for a phone number when SMS sign-in is on."""
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         kind, login = self._read_login(typed)
         view.flow.data = {**view.data, "login": login, "kind": kind, "typed": _shown(typed)}
@@ -264,7 +265,7 @@ class FlowService:
                               password: str, browser: Browser | None = None) -> PasswordCheck:
         """The one-form login (identifier and password together; password managers post it)."""
         browser = browser or Browser()
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         kind, value = self._read_login(login)
         view.flow.data = {**view.data, "login": value, "kind": kind, "typed": _shown(login)}
@@ -272,7 +273,7 @@ class FlowService:
 
     async def submit_password_step(self, db: AsyncSession, flow_id: str | None, password: str,
                                    browser: Browser) -> PasswordCheck:
-        view = await self.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.PASSWORD, browser=browser.cookie, lock=True)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         return await self._check_password(db, view, view.data.get("login"), password, browser)
 
@@ -287,8 +288,7 @@ class FlowService:
             await self._failed(db, view, await self._account_of(db, login), LOCKED, "pwd", error)
 
         async def account(db: AsyncSession, _view: FlowView) -> User | None:
-            # Email, phone number or organisation username, through verified identifiers only.
-            return await self.s.accounts.find_by_login(db, login, usernames=True) if login else None
+            return await self._account_of(db, login)
 
         async def checked(db: AsyncSession, view: FlowView, user: User | None, verdict: Verdict) -> LoginResult:
             if (not verdict.ok or user is None
@@ -317,7 +317,7 @@ class FlowService:
         seen = (user.id, user.password_hash) if user else None
 
         async def resume(db: AsyncSession, verdict: Verdict) -> LoginResult | PasswordCheck:
-            again = await self.load(db, flow_id, state, browser=browser.cookie, lock=True, named=False)
+            again = await self.load(db, flow_id, state, browser=browser.cookie, lock=True)
             if again.data != data:
                 raise FlowError("this step is already done; start again from the application")
             now = await account(db, again)
@@ -333,14 +333,15 @@ class FlowService:
                              rehash=rehash and user is not None, replace=replace)
 
     async def _account_of(self, db: AsyncSession, login: str | None) -> User | None:
-        """The account a failed password was typed for, if any (for the audit log only)."""
+        """The account `login` names: email, phone number or organisation username, through
+        verified identifiers only."""
         return await self.s.accounts.find_by_login(db, login, usernames=True) if login else None
 
     async def request_login_code(self, db: AsyncSession, flow_id: str | None, browser: Browser,
                                  *, resend: bool = False) -> Interaction:
         """PASSWORD → CODE ("send me a code instead"), or a new code on the CODE page."""
         view = await self.load(db, flow_id, FlowState.CODE if resend else FlowState.PASSWORD,
-                               browser=browser.cookie, lock=True, named=False)
+                               browser=browser.cookie, lock=True)
         await self.s.rate_limiter.hit("login_per_ip", browser.ip)
         channel = "sms" if view.data.get("kind") == "phone" else "email"
         if not self.code_login_enabled(channel) or view.data.get("password_only"):
@@ -352,7 +353,7 @@ class FlowService:
 
     async def submit_login_code(self, db: AsyncSession, flow_id: str | None, code: str,
                                 browser: Browser) -> LoginResult:
-        view = await self.load(db, flow_id, FlowState.CODE, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.CODE, browser=browser.cookie, lock=True)
         login, channel = view.data.get("login"), view.data.get("channel")
         user = await self.s.accounts.find_by_login(db, login) if login else None
         if user is None:
@@ -441,7 +442,7 @@ class FlowService:
     async def choose_factor(self, db: AsyncSession, flow_id: str | None, method: str,
                             browser: Browser) -> Interaction:
         """Another of the offered methods (or a new code by the same one)."""
-        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
         methods = view.data.get("methods") or []
         if method not in methods:
             raise FlowError("this sign-in method is not available")
@@ -450,7 +451,7 @@ class FlowService:
 
     async def submit_second_factor(self, db: AsyncSession, flow_id: str | None, answer: str,
                                    browser: Browser) -> LoginResult | PasswordCheck:
-        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.SECOND_FACTOR, browser=browser.cookie, lock=True)
         method = view.data.get("factor")
         user = await self.s.accounts.get(db, view.flow.user_id)
         if user is None or method not in (view.data.get("methods") or []):
@@ -554,7 +555,7 @@ class FlowService:
         """NEW_PASSWORD → signed in. Raises PasswordRejected (the flow stays where it is) before
         any hash; whether it is the temporary one and its hash are worked out outside the
         transaction (SameAsTemporary)."""
-        view = await self.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.NEW_PASSWORD, browser=browser.cookie, lock=True)
         user = await self._changing_temporary(db, view)
         checked = await self.s.temporary_passwords.check_new(db, user, password)  # PasswordRejected
 
@@ -587,7 +588,7 @@ class FlowService:
         """Sign `user` in on a flow of this browser before its first factor, `method` (pwd, sms
         or email) having just been proven (a registration that confirmed its code): a second
         factor if the client asks for one, then a new session, consent, a code or the return page."""
-        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True, named=False)
+        view = await self.load(db, flow_id, IDENTIFIER_STATES, browser=browser.cookie, lock=True)
         return await self._after_first_factor(db, view, user, method, browser)
 
     async def _start_session(self, db: AsyncSession, view: FlowView, user: User,
@@ -627,7 +628,7 @@ class FlowService:
 
     async def submit_consent(self, db: AsyncSession, flow_id: str | None, allow: bool,
                              current_session_id: str | None, browser: str | None) -> Redirect:
-        view = await self.load(db, flow_id, FlowState.CONSENT, browser=browser, lock=True, named=False)
+        view = await self.load(db, flow_id, FlowState.CONSENT, browser=browser, lock=True)
         session = await self.s.sessions.get(db, view.flow.session_id or "")
         # Consent is given by the browser that signed in, in a session still alive.
         if session is None or session.ended_at is not None or session.id != current_session_id:

@@ -86,7 +86,7 @@ def _page(request: Request, template: str, view: FlowView, csrf: Csrf, *, status
 async def _load(request: Request, flow: str | None, state) -> FlowView | Response:
     s = services(request)
     try:
-        return await s.db.run(lambda db: s.flows.load(db, flow, state, browser=browser_cookie(request)))
+        return await s.db.run(lambda db: s.flows.load(db, flow, state, browser=browser_cookie(request), named=True))
     except FlowError as exc:
         return error_page(request, str(exc))
 
@@ -148,7 +148,7 @@ async def _submit(request: Request, state, template: str, step, on_error) -> Res
     browser = browser_of(request)
 
     async def failed(exc):
-        view = await s.db.run(lambda db: s.flows.load(db, flow_id, state, browser=browser.cookie))
+        view = await s.db.run(lambda db: s.flows.load(db, flow_id, state, browser=browser.cookie, named=True))
         return _page(request, template, view, Csrf(request), **on_error(exc, form, view))
 
     return await _run_step(request, lambda db: step(s.flows, db, flow_id, form, browser), failed)

@@ -37,7 +37,7 @@ async def current_session(request: Request, db):
 async def consent_page(request: Request, flow: str | None = None) -> Response:
     s = services(request)
     try:
-        view = await s.db.run(lambda db: s.flows.load(db, flow, FlowState.CONSENT, browser=browser_cookie(request)))
+        view = await s.db.run(lambda db: s.flows.load(db, flow, FlowState.CONSENT, browser=browser_cookie(request), named=True))
     except FlowError as exc:
         return error_page(request, str(exc))
     csrf = Csrf(request)
