@@ -13,12 +13,12 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, ProgrammingError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from idp.api.openapi import install_docs
 from idp.api.problems import Problem
 from idp.api.routes import router as api_router
+from idp.db import DATABASE_ERRORS
 
 from idp.oauth.discovery import metadata_bytes
 from idp.oauth.routes import router as oauth_router
@@ -120,10 +120,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse({"status": "unavailable", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
-    @app.exception_handler(PoolTimeoutError)
-    @app.exception_handler(OSError)
     async def database_unavailable(request: Request, exc: Exception) -> Response:
         refused = _refusal_kind(exc)
         if refused is not None:
@@ -141,6 +137,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"error": "temporarily_unavailable",
                              "error_description": "the service is temporarily unavailable"},
                             status_code=503, headers={"Cache-Control": "no-store", "Retry-After": RETRY_AFTER})
+
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_unavailable)
 
     def _value_refused(request: Request, exc: Exception, refused: str) -> Response:
         # Not an outage: the database refused a value or a constraint. The same request gets the

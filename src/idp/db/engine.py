@@ -8,10 +8,17 @@ from time import monotonic
 from typing import TypeVar
 
 from sqlalchemy import event, exc, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
+
+# What a unit of work raises when the database cannot answer (down, unreachable, pool exhausted,
+# a statement timed out). The app answers these 503 (app.py tells a refused value apart: a
+# DBAPIError with SQLSTATE class 22 or 23 is bad input, not an outage).
+DATABASE_ERRORS = (OperationalError, DBAPIError, PoolTimeoutError, OSError)
 
 # A pooled PostgreSQL connection idle for longer than this is pinged before use (see
 # _ping_connections_idle_for); one back from a request a moment ago is not.

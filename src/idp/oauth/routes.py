@@ -7,10 +7,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
+from idp.db import DATABASE_ERRORS
 from idp.oauth.authorization import ClientRedirectError, ErrorPage, Redirect
 from idp.oauth.clients import after_authentication
 from idp.oauth.errors import InvalidClient, InvalidRequest, InvalidToken, OAuthError
@@ -23,7 +22,6 @@ from idp.ui.web import Csrf, error_page, services, too_many_page
 router = APIRouter(include_in_schema=False)
 
 log = logging.getLogger("idp.oauth")
-DATABASE_UNAVAILABLE = (OperationalError, DBAPIError, PoolTimeoutError, OSError)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 
@@ -75,7 +73,7 @@ async def _jwks_bytes(app) -> bytes:
     if s.keyring.stale:  # reloaded every key_cache_seconds: another node may have rotated
         try:
             await s.db.run(s.keyring.load)
-        except DATABASE_UNAVAILABLE:
+        except DATABASE_ERRORS:
             if not s.keyring.loaded:
                 raise  # nothing to serve yet: the outage answer (503)
             # The set loaded last is still the truth as far as anyone knows (a rotation publishes
