@@ -12,7 +12,7 @@ from tests.conftest import delivering_fixtures
 from tests.mail_sms import emailed_code
 from tests.rp import PASSWORD
 from tests.test_login_steps import MFA, fields, identify, post_on, start, tokens_of
-from tests.test_password_off_transaction import HASHING, SLOW_HASH, set_password_hash
+from tests.test_password_off_transaction import SLOW_HASH, hashing, set_password_hash
 
 s, rp, browser = delivering_fixtures()
 
@@ -33,7 +33,7 @@ async def test_the_password_as_a_second_factor_is_hashed_with_no_connection_held
     await set_password_hash(s, user_id, SLOW_HASH)
     page = await browser.get(factor)
     right = asyncio.create_task(browser.post("/login/factor", data=fields(page, answer=PASSWORD)))
-    await asyncio.sleep(HASHING)
+    await hashing(s)
     assert not right.done() and s.db.engine.pool.checkedout() == 0, "a connection is held while hashing"
     claims = await tokens_of(browser, rp, client, started, await right)
     assert claims["sub"] == user_id and claims["amr"] == ["otp", "pwd", "mfa"] and claims["acr"] == MFA

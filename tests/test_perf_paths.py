@@ -159,12 +159,14 @@ async def test_a_cached_client_credentials_request_runs_no_sql(http, rp, service
 
         engine = node.db.engine.sync_engine
         event.listen(engine, "before_cursor_execute", seen)
+        event.listen(engine, "begin", seen)  # SQLite's BEGIN IMMEDIATE comes from a begin listener
         event.listen(engine, "commit", seen)
         try:
             for _ in range(3):
                 assert (await _post(other, client)).status_code == 200
         finally:
             event.remove(engine, "before_cursor_execute", seen)
+            event.remove(engine, "begin", seen)
             event.remove(engine, "commit", seen)
         assert statements == []
 
@@ -199,8 +201,8 @@ async def test_a_pooled_connection_that_died_while_idle_is_pinged_and_replaced(s
     backend = text("SELECT pg_backend_pid()")
     try:
         pid = await database.run(lambda db: db.scalar(backend))
-        assert await other.run(lambda db: db.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}))
-        await asyncio.sleep(0.05)  # the terminated backend's goodbye reaches the client
+        # Waits (up to 5 s) until the backend has exited, so the next checkout meets a dead one.
+        assert await other.run(lambda db: db.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid}))
         if idle_before_ping:
             with pytest.raises(DBAPIError):
                 await database.run(lambda db: db.scalar(backend))

@@ -46,6 +46,7 @@ from idp.services import Services
 from idp.settings import Settings
 from tests.rp import PASSWORD, form_field, pkce_pair, query_of
 from tests.server_process import ServerProcess, scratch_database
+from tests.token_support import assert_error
 
 ISSUER = "http://login.idp.test"  # the load balancer's name; neither node listens on it
 DATABASE_URL = os.environ.get("IDP_TEST_DATABASE_URL", "")
@@ -165,7 +166,7 @@ def test_a_code_flow_whose_steps_alternate_between_the_nodes(nodes):
             "response_type": "code", "client_id": client[0], "redirect_uri": REDIRECT_URI,
             "scope": "openid profile email offline_access", "state": state, "nonce": nonce,
             "code_challenge": challenge, "code_challenge_method": "S256"})
-        assert start.status_code in (302, 303), start.text
+        assert start.status_code == 303, start.text
         assert start.headers["location"].startswith("/login")
 
         page = browser.get(b.url(start.headers["location"]))  # the CSRF cookie came from A
@@ -181,7 +182,7 @@ def test_a_code_flow_whose_steps_alternate_between_the_nodes(nodes):
         consent = browser.post(a.url("/consent"), data={
             "flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token"),
             "decision": "allow"})
-        assert consent.status_code in (302, 303), consent.text
+        assert consent.status_code == 303, consent.text
         assert consent.headers["location"].startswith(REDIRECT_URI)
         back = query_of(consent.headers["location"])
         assert back["state"] == state and back["iss"] == ISSUER
@@ -209,7 +210,7 @@ def test_a_code_flow_whose_steps_alternate_between_the_nodes(nodes):
         # The rotated-out token is spent for both nodes: A refuses what B consumed.
         replay = _token(a, browser, client, {"grant_type": "refresh_token",
                                               "refresh_token": tokens["refresh_token"]})
-        assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+        assert_error(replay, 400, "invalid_grant")
 
 
 def test_a_key_rotation_on_node_a_is_seen_by_node_b(nodes):
@@ -266,7 +267,6 @@ def test_rate_limits_are_counted_across_the_nodes(nodes):
             refused = browser.post(node.url("/login"), data=form)
             assert refused.status_code == 429
             assert 0 < int(refused.headers["Retry-After"]) <= 60
-    assert any(key.startswith(b"idp-rl") for key in redis.Redis.from_url(REDIS_URL).scan_iter())
 
 
 def _signed_in(a: Node, b: Node, browser: httpx.Client, client, account: str) -> str:

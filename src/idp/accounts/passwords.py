@@ -31,12 +31,17 @@ class PasswordHasher:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="argon2",
                                         initializer=_lower_priority)
         self._slots = asyncio.Semaphore(concurrency)
+        self.in_flight = 0  # hashes being computed now (not those waiting for a slot)
         # Verified against when the account does not exist, so both paths cost one hash.
         self._dummy_hash = self._argon2.hash("not a real password, only spends the same time")
 
     async def _run(self, fn, *args):
         async with self._slots:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            self.in_flight += 1
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+            finally:
+                self.in_flight -= 1
 
     async def hash(self, password: str) -> str:
         return await self._run(self._argon2.hash, password)
