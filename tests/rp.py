@@ -59,6 +59,14 @@ class AuthResult:
     state: str
     redirect_uri: str
 
+    @classmethod
+    def of(cls, started: httpx.Response, location: str) -> AuthResult:
+        """What the relying party holds once `started` (its authorize reply, carrying what it
+        sent) has led to `location`, the redirect back with a code."""
+        sent = started.extensions["sent"]
+        return cls(location, query_of(location), started.extensions["pkce_verifier"], sent.get("nonce"),
+                   sent["state"], sent["redirect_uri"])
+
 
 @dataclass
 class RelyingParty:
@@ -148,8 +156,8 @@ class RelyingParty:
     async def sign_in(self, http: httpx.AsyncClient, client: RegisteredClient, email: str, *,
                       password: str = PASSWORD, **extra) -> AuthResult:
         """authorize → (login) → (consent) → redirect back with a code."""
-        reply = await self.authorize(http, client, **extra)
-        sent, verifier = reply.extensions["sent"], reply.extensions["pkce_verifier"]
+        reply = started = await self.authorize(http, client, **extra)
+        sent = reply.extensions["sent"]
         location = reply.headers.get("location", "")
         for _ in range(3):
             assert reply.status_code in (302, 303), reply.text
@@ -162,8 +170,7 @@ class RelyingParty:
                 break
         assert location.startswith(sent["redirect_uri"]), location
         secrets_registry.remember_fields(query_of(location))
-        return AuthResult(location, query_of(location), verifier, sent.get("nonce"), sent["state"],
-                          sent["redirect_uri"])
+        return AuthResult.of(started, location)
 
     async def token(self, http: httpx.AsyncClient, client: RegisteredClient, data: dict, *,
                     auth: str = "basic") -> httpx.Response:

@@ -23,6 +23,7 @@ from idp.settings import Settings
 from tests.conftest import ISSUER
 from tests.rp import PASSWORD, form_field
 from tests.test_cli import _env, failed, idp, ok
+from tests.password_support import password_owner
 
 GENERIC_LOGIN_ERROR = "Incorrect email, phone number or password."
 
@@ -319,7 +320,7 @@ async def test_users_add_with_phone_stores_a_verified_normalised_number(tmp_path
                                  argon2_time_cost=1))
     try:
         async def check(db):
-            return (await services.accounts.authenticate_password(db, national, PASSWORD),
+            return (await password_owner(services, db, national, PASSWORD),
                     await services.accounts.find_by_email(db, f"x-{email}"))
 
         user, refused = await services.db.run(check)

@@ -63,9 +63,7 @@ async def tokens_of(browser, rp, client, started, reply) -> dict:
         reply = await rp.consent(browser, location)
         location = reply.headers["location"]
     assert location.startswith(client.redirect_uri), location
-    sent = started.extensions["sent"]
-    result = AuthResult(location, query_of(location), started.extensions["pkce_verifier"], sent["nonce"],
-                        sent["state"], sent["redirect_uri"])
+    result = AuthResult.of(started, location)
     token_reply = await rp.exchange(browser, client, result)
     assert token_reply.status_code == 200, token_reply.text
     return await rp.verify(browser, token_reply.json()["id_token"])

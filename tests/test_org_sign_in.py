@@ -97,9 +97,7 @@ async def exchange(browser, rp, client, started, reply) -> dict:
     claims verified with joserfc under "id" and "at"."""
     location = reply.headers["location"]
     assert location.startswith(client.redirect_uri), location
-    sent = started.extensions["sent"]
-    result = AuthResult(location, query_of(location), started.extensions["pkce_verifier"], sent["nonce"],
-                        sent["state"], sent["redirect_uri"])
+    result = AuthResult.of(started, location)
     token_reply = await rp.exchange(browser, client, result)
     assert token_reply.status_code == 200, token_reply.text
     body = token_reply.json()

@@ -26,6 +26,7 @@ from tests.conftest import delivering_fixtures
 from tests.mail_sms import mail_to, until
 from tests.rp import PASSWORD
 from tests.test_login_steps import fields, identify, post_on, start, tokens_of, without_ids
+from tests.password_support import password_owner
 
 TEMPORARY = re.compile(rf"[{CROCKFORD}]{{4}}(?:-[{CROCKFORD}]{{4}}){{3}}")
 OWN_PASSWORD = "seven foxes in a sunny meadow"
@@ -156,7 +157,7 @@ async def test_the_temporary_password_can_go_by_sms_in_the_persons_language(s, r
     text = (await until(lambda: gateway.to(number)))[0]["text"]
     assert text.startswith(f"Organisaatio Acme Oy loi sinulle käyttäjätunnuksen {username}.")
     temporary = temporary_in(text)
-    found = await s.db.run(lambda db: s.accounts.authenticate_password(db, username, temporary))
+    found = await s.db.run(lambda db: password_owner(s, db, username, temporary))
     assert found is not None and found.id == user.id
     # An unverified number is no sign-in identifier.
     assert await s.db.run(lambda db: s.accounts.find_by_login(db, number, usernames=True)) is None

@@ -20,7 +20,8 @@ from idp.app import create_app
 from idp.flows.registration import RegistrationFlow
 from tests.conftest import COURIER_POLL as POLL, ISSUER
 from tests.mail_sms import code_in, emailed_code, mail_to, texted_code, until
-from tests.rp import PASSWORD, AuthResult, RelyingParty, form_field, query_of
+from tests.rp import PASSWORD, AuthResult, RelyingParty, form_field
+from tests.password_support import password_owner
 
 NAME = "Maija Meikäläinen"
 NOT_VALID = "The code is not valid"
@@ -111,8 +112,7 @@ async def finish_at_the_rp(rp, browser, reply: httpx.Response, authorize: httpx.
         reply = await rp.consent(browser, location)
         location = reply.headers["location"]
     assert location.startswith(sent["redirect_uri"]), location
-    return AuthResult(location, query_of(location), authorize.extensions["pkce_verifier"],
-                      sent["nonce"], sent["state"], sent["redirect_uri"])
+    return AuthResult.of(authorize, location)
 
 
 # ---- the two methods, end to end ---------------------------------------------------------------
@@ -145,7 +145,7 @@ async def test_email_registration_from_an_rp_login_page_ends_at_the_rp_with_an_i
     assert claims["name"] == NAME and claims["amr"] == ["pwd"]
 
     # The password chosen at the first step is the account's password.
-    user = await s.db.run(lambda db: s.accounts.authenticate_password(db, email, PASSWORD))
+    user = await s.db.run(lambda db: password_owner(s, db, email, PASSWORD))
     assert user is not None and user.id == user_id
     identifiers = await s.db.run(lambda db: s.accounts.identifiers(db, user))
     assert [(i.kind, i.value, i.verified) for i in identifiers] == [("email", email, True)]

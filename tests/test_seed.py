@@ -23,6 +23,7 @@ from idp.seed import SeedPlan, SeedRefused, email_of, handle_of, has_phone, seed
 from tests.rp import PASSWORD
 from tests.server_process import scratch_database
 from tests.test_cli import _env, idp, ok
+from tests.password_support import password_owner
 
 SEED_PASSWORD = "one password for every seeded account"
 PLAN = SeedPlan(accounts=60, organisations=6, memberships=45, prefix="t")
@@ -126,9 +127,9 @@ async def test_an_account_seeded_with_a_phone_only_signs_in_with_its_number(seed
         return sorted((await db.execute(select(Identifier.value).where(Identifier.kind == "phone"))).scalars())[3]
 
     number = await s.db.run(number_of_account_9)
-    user = await s.db.run(lambda db: s.accounts.authenticate_password(db, number, SEED_PASSWORD))
+    user = await s.db.run(lambda db: password_owner(s, db, number, SEED_PASSWORD))
     assert user is not None and user.email is None
-    assert await s.db.run(lambda db: s.accounts.authenticate_password(db, number, PASSWORD)) is None
+    assert await s.db.run(lambda db: password_owner(s, db, number, PASSWORD)) is None
 
 
 async def test_an_organisations_members_are_listed_by_the_service(seeded):

@@ -26,21 +26,14 @@ from idp.courier.providers import WebhookSmsProvider
 from idp.courier.service import Courier
 from tests.faults.conftest import migrated, only_in_sqlite_run
 from tests.mail_sms import WEBHOOK_SECRET, SmsGateway, SmtpServer, emailed_code, texted_code, until
-from tests.rp import AuthResult, RelyingParty, form_field, query_of
+from tests.rp import AuthResult, RelyingParty
 from tests.server_process import ServerProcess
+from tests.test_login_steps import post_on
 
 POLL = 0.1
 ON_ITS_WAY_BY_EMAIL = "If this email address has an account, a code is on its way to it."
 ON_ITS_WAY_BY_SMS = "If this phone number has an account, a code is on its way to it by text message."
 RESEND = ">Send a new code</button>"
-
-
-async def post_on(browser: httpx.AsyncClient, location: str, to: str, **values) -> httpx.Response:
-    """Open the page at `location` and post its form (flow and CSRF token) with `values` to `to`."""
-    page = await browser.get(location)
-    assert page.status_code == 200, page.text
-    return await browser.post(to, data={"flow": form_field(page.text, "flow"),
-                                        "csrf_token": form_field(page.text, "csrf_token"), **values})
 
 
 async def ask_for_a_code(browser: httpx.AsyncClient, rp: RelyingParty, client, login: str,
@@ -62,9 +55,7 @@ async def finish_with(browser: httpx.AsyncClient, rp: RelyingParty, client, code
     reply = await post_on(browser, code_location, "/login/code", code=code)
     location = reply.headers.get("location", "")
     assert reply.status_code == 303 and location.startswith(client.redirect_uri), reply.text
-    sent = started.extensions["sent"]
-    result = AuthResult(location, query_of(location), started.extensions["pkce_verifier"], sent["nonce"],
-                        sent["state"], sent["redirect_uri"])
+    result = AuthResult.of(started, location)
     tokens = await rp.exchange(browser, client, result)
     assert tokens.status_code == 200, tokens.text
     return await rp.verify(browser, tokens.json()["id_token"])

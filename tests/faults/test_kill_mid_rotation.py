@@ -35,7 +35,7 @@ from sqlalchemy import select
 from idp.oauth.models import AuthorizationCode, Grant, RefreshToken
 from idp.security import token_hash
 from tests.faults.conftest import only_in_sqlite_run, services_of, started
-from tests.rp import AuthResult, RegisteredClient, RelyingParty, query_of
+from tests.rp import AuthResult, RegisteredClient, RelyingParty
 from tests.server_process import ServerProcess
 from tests.token_support import assert_error
 
@@ -115,9 +115,7 @@ async def _codes(rp: RelyingParty, http: httpx.AsyncClient, client: RegisteredCl
     async def one() -> AuthResult:
         reply = await rp.authorize(http, client, scope=SCOPE)
         assert reply.status_code == 302 and reply.headers["location"].startswith(client.redirect_uri), reply.text
-        sent = reply.extensions["sent"]
-        return AuthResult(reply.headers["location"], query_of(reply.headers["location"]),
-                          reply.extensions["pkce_verifier"], sent["nonce"], sent["state"], sent["redirect_uri"])
+        return AuthResult.of(reply, reply.headers["location"])
 
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
