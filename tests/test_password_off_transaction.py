@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from idp.accounts.models import User
@@ -87,36 +88,30 @@ async def test_a_token_request_is_answered_while_a_password_is_hashed(http, rp, 
     assert await _sign_ins(services, user_id) == (1, [])
 
 
-async def test_a_password_changed_while_the_old_one_was_hashed_is_refused(rp, services):
-    client = await rp.register()
-    email, user_id = await _slow_user(rp)
-    new_hash = await services.hasher.hash(NEW_PASSWORD)
-    async with rp.browser() as browser:
-        login = _post(browser, await _login_form(rp, browser, client), email, PASSWORD)
-        await hashing(services)
-        await set_password_hash(services, user_id, new_hash)  # a reset, or an administrator, meanwhile
-        refused = await login
-
+@pytest.mark.parametrize("typed, status, afterwards", [
     # The old password matched the hash it was checked against, which is gone: checked again
     # against the new one, it is a wrong password like any other.
-    assert refused.status_code == 401
-    assert "Incorrect email, phone number or password." in refused.text
-    assert await _sign_ins(services, user_id) == (0, ["wrong_password"])
-
-
-async def test_the_new_password_typed_while_the_old_hash_was_checked_signs_in(rp, services):
+    (PASSWORD, 401, (0, ["wrong_password"])),
+    # The new one, typed while the old hash was being checked, is checked again and signs in.
+    (NEW_PASSWORD, 303, (1, [])),
+], ids=["old password refused", "new password signs in"])
+async def test_a_password_changed_while_the_typed_one_was_hashed_is_checked_again(
+        rp, services, typed, status, afterwards):
     client = await rp.register()
     email, user_id = await _slow_user(rp)
     new_hash = await services.hasher.hash(NEW_PASSWORD)
     async with rp.browser() as browser:
-        login = _post(browser, await _login_form(rp, browser, client), email, NEW_PASSWORD)
+        login = _post(browser, await _login_form(rp, browser, client), email, typed)
         await hashing(services)
-        await set_password_hash(services, user_id, new_hash)
-        signed = await login
+        await set_password_hash(services, user_id, new_hash)  # a reset, or an administrator, meanwhile
+        reply = await login
 
-    assert signed.status_code == 303
-    assert signed.headers["location"].startswith(client.redirect_uri + "?code=")
-    assert await _sign_ins(services, user_id) == (1, [])
+    assert reply.status_code == status, reply.text
+    if status == 303:
+        assert reply.headers["location"].startswith(client.redirect_uri + "?code=")
+    else:
+        assert "Incorrect email, phone number or password." in reply.text
+    assert await _sign_ins(services, user_id) == afterwards
 
 
 async def test_a_double_submitted_password_signs_in_once(rp, services):
