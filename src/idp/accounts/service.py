@@ -373,6 +373,11 @@ SCOPE_CLAIMS = {
 }
 
 
+# The columns user_claims reads: the refresh grant's driver path (oauth/grants/refresh_rotation.py)
+# selects just these.
+CLAIM_COLUMNS = ("id", "name", "given_name", "family_name", "locale", "updated_at", "email", "email_verified")
+
+
 def user_claims(user: User, scopes: set[str]) -> dict:
     """The standard claims the granted scopes allow, omitting ones the account has no value for."""
     values = {

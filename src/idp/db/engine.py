@@ -11,7 +11,10 @@ from sqlalchemy import event, exc, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+
+from idp.db.driver import SqliteWriter, sqlite_pragmas
 
 T = TypeVar("T")
 
@@ -35,8 +38,13 @@ class Database:
             self.engine = create_async_engine(url, connect_args={"timeout": 30})
             _sqlite_pragmas_and_immediate_transactions(self.engine)
         else:
+            # A fixed pool: a request beyond `pool_size` waits (up to pool_timeout) for a
+            # connection rather than opening one. Overflow connections are closed again as soon as
+            # the pool has room, so a steady load above the pool size opened and closed one per
+            # request (a TCP connect, a refused TLS offer and a startup: a third of a refresh grant
+            # in the bench).
             self.engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
+                url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout,
                 # A server that accepts connections but never answers (a dropped firewall rule, a
                 # wedged host) must fail requests in seconds, not after the driver's 60 s default.
                 connect_args={"timeout": pool_timeout, "command_timeout": statement_timeout},
@@ -47,6 +55,17 @@ class Database:
         self.session_class = type("DatabaseSession", (Session,), {})
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False,
                                                sync_session_class=self.session_class)
+        self._sqlite_writer: SqliteWriter | None = None
+
+    @property
+    def sqlite_writer(self) -> SqliteWriter | None:
+        """The file's own writer thread (driver.py), or None where there is no file to share (an
+        in-memory database is one per connection) or no SQLite at all."""
+        if self._sqlite_writer is None and self.is_sqlite:
+            path = make_url(self.url).database
+            if path and path != ":memory:" and not path.startswith("file:"):
+                self._sqlite_writer = SqliteWriter(path)
+        return self._sqlite_writer
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -82,11 +101,14 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._sqlite_writer is not None:
+            self._sqlite_writer.close()
+            self._sqlite_writer = None
         await self.engine.dispose()
 
 
 def _sqlite_pragmas_and_immediate_transactions(engine) -> None:
-    """SQLite needs two things to be correct under concurrent requests.
+    """SQLite needs two things to be correct under concurrent requests (pragmas: driver.py).
 
     A deferred transaction that reads and then writes fails with SQLITE_BUSY (no wait) when
     another connection wrote in between; `BEGIN IMMEDIATE` takes the write lock up front, so
@@ -96,16 +118,7 @@ def _sqlite_pragmas_and_immediate_transactions(engine) -> None:
 
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection, _record):
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        # WAL's usual setting: a commit survives the process being killed (SIGKILL mid-request
-        # included); only an OS crash or power loss may lose the last commits, never consistency.
-        # FULL would fsync on every commit: about 1.5 ms each on our VMs, most of a refresh grant.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
+        sqlite_pragmas(dbapi_connection)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection):

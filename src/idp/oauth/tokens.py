@@ -92,6 +92,11 @@ class TokenMinter:
 
     def refresh_token_row(self, grant: Grant, scope: str, now: datetime | None = None) -> tuple[str, dict]:
         """A new refresh token and its `refresh_tokens` row, for callers that insert it themselves."""
+        token, hashed, expires_at = self.refresh_token_value(now)
+        return token, {"token_hash": hashed, "grant_id": grant.id, "client_id": grant.client_id,
+                       "scope": scope, "expires_at": expires_at}
+
+    def refresh_token_value(self, now: datetime | None = None) -> tuple[str, str, datetime]:
+        """A new refresh token: its value, the hash stored for it and when it expires."""
         token = random_token("idprt_")
-        return token, {"token_hash": token_hash(token), "grant_id": grant.id, "client_id": grant.client_id,
-                       "scope": scope, "expires_at": (now or utcnow()) + self.refresh_ttl}
+        return token, token_hash(token), (now or utcnow()) + self.refresh_ttl
