@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy import event, select, text
 
 from idp.app import create_app
+from idp.db import engine as engine_module
 from idp.db import utcnow
 from idp.oauth.models import RefreshToken
 from idp.security import token_hash
@@ -35,9 +36,9 @@ IDENTITY = ("iss", "sub", "aud", "azp", "auth_time", "amr", "sid", "name", "give
 
 
 @contextlib.asynccontextmanager
-async def _warm_node(settings):
+async def _warm_node(settings, **overrides):
     """A node on the same database whose key cache lasts, so a grant begins no transaction."""
-    app = create_app(settings.model_copy(update={"key_cache_seconds": 300.0}))
+    app = create_app(settings.model_copy(update={"key_cache_seconds": 300.0, **overrides}))
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as http:
             yield app.state.services, http
@@ -139,5 +140,26 @@ async def test_on_sqlite_a_refresh_waits_for_another_writer_and_then_succeeds(ht
             await asyncio.sleep(0.3)
             assert not pending.done()  # waiting on the busy timeout, the event loop free meanwhile
         reply = await pending
+    assert reply.status_code == 200, reply.text
+    assert (await _token_row(services, presented)).used_at is not None
+
+
+async def test_on_postgresql_a_dead_pooled_connection_answers_503_once_and_changes_nothing(
+        http, rp, services, settings, monkeypatch):
+    """The driver statement runs on a connection of the pool's; one whose server process ended
+    (a database restart) fails that request with the outage answer, leaves the token as it was,
+    and is replaced: the next try succeeds."""
+    if not settings.database_url.startswith("postgresql"):
+        return  # SQLite has no server to lose
+    monkeypatch.setattr(engine_module, "IDLE_BEFORE_PING", 3600.0)  # no ping to find it dead first
+    session = await signed_in(http, rp)
+    async with _warm_node(settings, db_pool_size=1) as (node, node_http):
+        presented = await _warmed(node_http, rp, session)
+        backend = await node.db.run(lambda db: db.scalar(text("SELECT pg_backend_pid()")))  # the one connection
+        assert await services.db.run(lambda db: db.scalar(text("SELECT pg_terminate_backend(:pid, 5000)"),
+                                                          {"pid": backend}))
+        assert_error(await refresh(node_http, rp, session.client, presented), 503, "temporarily_unavailable")
+        assert (await _token_row(services, presented)).used_at is None
+        reply = await refresh(node_http, rp, session.client, presented)
     assert reply.status_code == 200, reply.text
     assert (await _token_row(services, presented)).used_at is not None

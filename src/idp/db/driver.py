@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 T = TypeVar("T")
 
@@ -69,17 +70,30 @@ class Converter:
 
 
 async def postgres_fetch(session: AsyncSession, sql: str, *args: Any) -> list[Sequence[Any]]:
-    """Run one statement on the session's asyncpg connection, outside any transaction (the caller
-    checks that the session has none open). A driver error invalidates the connection (after a
-    database restart it is dead) and comes out as SQLAlchemy's OperationalError, which the app
-    answers with 503 like any other outage."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
+    """Run one statement on the asyncpg driver. In the session's transaction when it has one open
+    (the statement is then part of it); else on a pooled connection of its own, outside any
+    transaction (a single statement is atomic on its own), without the session's bookkeeping.
+
+    A driver error invalidates the connection (after a database restart it is dead) and comes out
+    as SQLAlchemy's OperationalError, which the app answers with 503 like any other outage."""
+    if session.in_transaction():
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        try:
+            return await raw.driver_connection.fetch(sql, *args)
+        except _POSTGRES_ERRORS as error:
+            await connection.invalidate()
+            raise exc.OperationalError(sql, args, error) from error
+    pooled = await session.bind.raw_connection()  # the pool's checkout: its idle ping included
     try:
-        return await raw.driver_connection.fetch(sql, *args)
+        return await pooled.driver_connection.fetch(sql, *args)
     except _POSTGRES_ERRORS as error:
-        await connection.invalidate()
+        pooled.invalidate()
         raise exc.OperationalError(sql, args, error) from error
+    finally:
+        # Back to the pool (its reset has nothing to roll back: no transaction was begun). Run as
+        # SQLAlchemy runs its own pool calls from async code.
+        await greenlet_spawn(pooled.close)
 
 
 class SqliteWriter:
