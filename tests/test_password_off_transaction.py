@@ -9,15 +9,20 @@ while the server hashes. The hash is a constant: making it would cost as much as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from idp.accounts.models import User
+from idp.app import create_app
 from idp.audit.models import AuditEvent
+from idp.flows.recovery import PasswordResetFlow, ResetState
 from idp.sessions.models import BrowserSession
+from tests.conftest import ISSUER
 from tests.rp import PASSWORD, RegisteredClient, RelyingParty, form_field
+from tests.test_password_reset import start_reset, submit_password
 from tests.token_support import refresh, signed_in
 
 SLOW_HASH = "$argon2id$v=19$m=8192,t=150,p=1$bb4mnlgDCj7ehPIt7IkTdg$s9u88I/6kvA57Yc8NbrfSWuwQ+FhA/I9s2RFWsHS4mQ"
@@ -128,3 +133,47 @@ async def test_a_double_submitted_password_signs_in_once(rp, services):
     loser = next(reply for reply in replies if reply.status_code == 400)
     assert "this step is already done" in loser.text
     assert await _sign_ins(services, user_id) == (1, [])
+
+
+# ---- a new password, set by a reset --------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def _slow_hashing_node(settings):
+    """A node on the same database that makes new hashes slowly (about 0.6 s: the parameters of
+    SLOW_HASH), so a test can act while it hashes a new password."""
+    app = create_app(settings.model_copy(update={"argon2_memory_kib": 8192, "argon2_time_cost": 150}))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as browser:
+            yield app.state.services, browser
+
+
+async def test_a_reset_hashes_the_new_password_with_no_transaction_open(rp, services, settings):
+    """While the reset's new password is hashed, the account's row can be written (no row lock,
+    and on SQLite no write lock, is held), and the reset still completes after."""
+    email, user_id = await rp.user()
+    async with _slow_hashing_node(settings) as (node, browser):
+        started = await start_reset(browser, email)
+        assert started.status_code == 303, started.text
+        flow_id = started.headers["location"].split("flow=")[1]
+        await _code_proved(services, flow_id)
+        reset = asyncio.create_task(submit_password(browser, f"/reset/password?flow={flow_id}", NEW_PASSWORD))
+        await hashing(node)
+
+        async def touch(db):  # a write to the very row the reset changes
+            await db.execute(update(User).where(User.id == user_id).values(locale="fi"))
+        await asyncio.wait_for(services.db.run(touch), timeout=5)
+        assert node.hasher.in_flight  # written while the new password was still being hashed
+
+        done = await reset
+    assert done.status_code == 200, done.text
+    async with rp.browser() as other:
+        client = await rp.register()
+        assert "code" in (await rp.sign_in(other, client, email, password=NEW_PASSWORD)).params
+
+
+async def _code_proved(services, flow_id: str) -> None:
+    """The flow as after a right code (sending and reading the code is test_password_reset's)."""
+    async def work(db):
+        await db.execute(update(PasswordResetFlow).where(PasswordResetFlow.id == flow_id)
+                         .values(state=ResetState.CODE_VERIFIED.value))
+    await services.db.run(work)

@@ -235,7 +235,11 @@ async def test_a_password_reset_replaces_a_pending_temporary_password(s, rp, smt
                                                       browser="one browser"))
     code = await emailed_code(smtp, user.email, 2)  # the first mail is the temporary password
     await s.db.run(lambda db: s.recovery.verify_code(db, flow.id, code, browser="one browser"))
-    await s.db.run(lambda db: s.recovery.set_password(db, flow.id, OWN_PASSWORD, browser="one browser"))
+    checked = await s.db.run(lambda db: s.recovery.check_new_password(db, flow.id, OWN_PASSWORD,
+                                                                       browser="one browser"))
+    new_hash = await s.hasher.hash(checked)
+    await s.db.run(lambda db: s.recovery.set_password(db, flow.id, OWN_PASSWORD, browser="one browser",
+                                                      new_hash=new_hash))
 
     stored = await _load(s, user.id)
     assert (stored.password_must_change, stored.password_expires_at) == (False, None)

@@ -170,11 +170,10 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
         flow.state = ResetState.CODE_VERIFIED.value
         return flow
 
-    async def set_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
-                           browser: str | None) -> ResetDone:
-        """CODE_VERIFIED or LINK_OPENED → COMPLETED: policy, new hash, every session and token
-        family ended, the person notified, the audit event written. Raises PasswordRejected (the
-        flow stays where it was)."""
+    async def _checked(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
+                       browser: str | None) -> tuple[PasswordResetFlow, User, str]:
+        """The flow (locked, still ready), its account (locked, enabled) and the new password
+        as the policy accepts it (PasswordRejected otherwise)."""
         # The account row is locked before the flow's, in the order disabling the account, a
         # temporary password and a newer link take (each ends this flow): never a deadlock, and
         # whichever commits first wins: the other finds the flow ended or the account disabled.
@@ -196,6 +195,24 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
             new_password, has_second_factor=has_second_factor,
             # A phone-only account has no email: None is no identifier.
             identifiers=tuple(dict.fromkeys(v for v in [user.email, *values] if v)))
+        return flow, user, password
+
+    async def check_new_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
+                                 browser: str | None) -> str:
+        """The first of set_password's two transactions: everything it checks, and nothing
+        written. Returns the password to hash (its NFKC form); the route hashes it with no
+        transaction open (argon2id held SQLite's write lock and a row lock for its whole time)."""
+        _, _, password = await self._checked(db, flow_id, new_password, browser=browser)
+        return password
+
+    async def set_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
+                           browser: str | None, new_hash: str) -> ResetDone:
+        """CODE_VERIFIED or LINK_OPENED → COMPLETED: `new_hash` (of check_new_password's answer
+        for this `new_password`) stored, every session and token family ended, the person
+        notified, the audit event written. Everything is checked again first, under the locks:
+        the flow may have ended or the account changed while the hash ran. Raises
+        PasswordRejected or RecoveryError (the flow stays where it was)."""
+        flow, user, _ = await self._checked(db, flow_id, new_password, browser=browser)
         now = utcnow()
         via = "link" if flow.state == ResetState.LINK_OPENED else "code"
         moved = await db.execute(update(PasswordResetFlow).where(
@@ -203,7 +220,7 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
         ).values(state=ResetState.COMPLETED.value, completed_at=now))
         if moved.rowcount != 1:
             raise RecoveryError(ALREADY_DONE)
-        user.password_hash = await self.s.hasher.hash(password)
+        user.password_hash = new_hash
         # The person chose this password: a temporary one pending from an administrator is gone.
         user.password_must_change, user.password_expires_at = False, None
         # Whoever knew the old password is out: every browser session and every token family,

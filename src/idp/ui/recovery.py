@@ -157,9 +157,13 @@ async def password_submit(request: Request) -> Response:
     flow_id = form.get("flow")
     if not csrf.valid(form.get("csrf_token"), str(flow_id)):
         return error_page(request, FORM_EXPIRED, status_code=403)
+    typed, browser = str(form.get("password", "")), browser_cookie(request)
     try:
-        done = await s.db.run(lambda db: s.recovery.set_password(
-            db, flow_id, str(form.get("password", "")), browser=browser_cookie(request)))
+        # Checked, hashed with no transaction open, then checked again and stored (recovery.py).
+        password = await s.db.run(lambda db: s.recovery.check_new_password(db, flow_id, typed, browser=browser))
+        new_hash = await s.hasher.hash(password)
+        done = await s.db.run(lambda db: s.recovery.set_password(db, flow_id, typed, browser=browser,
+                                                                 new_hash=new_hash))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     except PasswordRejected as exc:
