@@ -7,11 +7,14 @@ and no revocation, so what is left is the framework and the signature.
   token, an ID token with BENCH_ID_TOKEN_ALG, and a new random refresh token (the one presented
   is not looked up: that lookup is the database work the ratio measures).
 - `GET /discovery`, `GET /jwks`: the same bytes as our documents, from plain FastAPI routes.
+- `/floor/...`: a bare password login (authorize, login page, login post, token), the floor of
+  the logins row; see its section below.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import os
@@ -95,3 +98,85 @@ async def jwks() -> Response:
 @app.get("/healthz")
 async def healthz() -> dict:
     return {"status": "ok"}
+
+
+# ---- the floor of a password login ---------------------------------------------------------------
+# What any Python login must do, and nothing else: four HTTP exchanges (authorize → login page with
+# a CSRF token → POST the password, one argon2id verification at the server's settings through the
+# server's own hasher (same threads, same priority, same concurrency) → code → token with PKCE,
+# two ES256 signatures). State lives in dicts: no database, no sessions, no audit, no rate limits.
+
+from argon2 import PasswordHasher as Argon2Hasher  # noqa: E402 - the floor's part only
+from argon2 import Type  # noqa: E402
+
+from idp.accounts.passwords import PasswordHasher  # noqa: E402
+from idp.settings import Settings  # noqa: E402
+
+from fastapi import Request  # noqa: E402
+from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: E402
+
+_settings = Settings(_env_file=None)
+_HASHER = PasswordHasher(memory_kib=_settings.argon2_memory_kib, time_cost=_settings.argon2_time_cost,
+                         parallelism=_settings.argon2_parallelism, concurrency=_settings.hash_concurrency)
+_STORED = Argon2Hasher(time_cost=_settings.argon2_time_cost, memory_cost=_settings.argon2_memory_kib,
+                       parallelism=_settings.argon2_parallelism, type=Type.ID).hash(os.environ.get("BENCH_PASSWORD", ""))
+_FLOWS: dict[str, dict] = {}
+_CODES: dict[str, dict] = {}
+
+
+@app.get("/floor/authorize")
+async def floor_authorize(request: Request) -> Response:
+    params = dict(request.query_params)
+    if params.get("client_id") not in CLIENTS or params.get("code_challenge_method") != "S256":
+        raise HTTPException(400)
+    flow, csrf = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    _FLOWS[flow] = {**params, "csrf": csrf}
+    response = RedirectResponse(f"/floor/login?flow={flow}", status_code=303)
+    response.set_cookie("csrf", csrf, httponly=True, samesite="lax")
+    return response
+
+
+@app.get("/floor/login")
+async def floor_login_page(flow: str) -> Response:
+    if flow not in _FLOWS:
+        raise HTTPException(400)
+    return HTMLResponse(f'<form method="post" action="/floor/login"><input type="hidden" name="flow" '
+                        f'value="{flow}"><input type="hidden" name="csrf_token" value="{_FLOWS[flow]["csrf"]}">'
+                        '<input name="username"><input type="password" name="password"></form>')
+
+
+@app.post("/floor/login")
+async def floor_login(request: Request, flow: str = Form(), csrf_token: str = Form(), username: str = Form(),
+                      password: str = Form()) -> Response:
+    params = _FLOWS.pop(flow, None)
+    if params is None or not hmac.compare_digest(csrf_token, request.cookies.get("csrf", "")):
+        raise HTTPException(400)
+    if not await _HASHER.verify(_STORED, password):
+        raise HTTPException(401)
+    code = secrets.token_urlsafe(32)
+    _CODES[code] = {**params, "sub": username, "auth_time": int(time.time())}
+    return RedirectResponse(f"{params['redirect_uri']}?code={code}&state={params.get('state', '')}", status_code=303)
+
+
+@app.post("/floor/token")
+async def floor_token(grant_type: str = Form(), code: str = Form(), redirect_uri: str = Form(),
+                      code_verifier: str = Form(), authorization: str = Header("")) -> dict:
+    client_id = _check_client(authorization)
+    granted = _CODES.pop(code, None)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(code_verifier.encode()).digest()).rstrip(b"=").decode()
+    if (grant_type != "authorization_code" or granted is None or granted["client_id"] != client_id
+            or granted["redirect_uri"] != redirect_uri or challenge != granted["code_challenge"]):
+        raise HTTPException(400)
+    claims = _claims(client_id, granted["sub"], granted["scope"])
+    access = _sign("ES256", "at+jwt", {**claims, "auth_time": granted["auth_time"], "amr": ["pwd"]})
+    id_token = _sign("ES256", "JWT", {"iss": ISSUER, "sub": granted["sub"], "aud": client_id, "azp": client_id,
+                                      "iat": claims["iat"], "exp": claims["iat"] + 600,
+                                      "auth_time": granted["auth_time"], "amr": ["pwd"],
+                                      "nonce": granted.get("nonce"), "at_hash": secrets.token_urlsafe(16)})
+    return {"access_token": access, "token_type": "Bearer", "expires_in": 300, "scope": granted["scope"],
+            "id_token": id_token}
+
+
+@app.get("/floor/jwks")
+async def floor_jwks() -> dict:
+    return {"keys": [KEYS["ES256"].as_dict(private=False)]}

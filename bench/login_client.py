@@ -36,10 +36,11 @@ def _field(html: str, name: str) -> str:
 
 
 async def login(http: httpx.AsyncClient, config: dict, email: str) -> dict:
+    prefix = config.get("prefix", "")  # "/floor": the baseline's bare login (bench/baseline.py)
     http.cookies.clear()  # a new browser every time: no session to reuse
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    reply = await http.get("/authorize", params={
+    reply = await http.get(f"{prefix}/authorize", params={
         "response_type": "code", "client_id": config["client_id"], "redirect_uri": config["redirect_uri"],
         "scope": "openid", "state": secrets.token_urlsafe(12), "nonce": secrets.token_urlsafe(12),
         "code_challenge": challenge, "code_challenge_method": "S256"})
@@ -48,13 +49,13 @@ async def login(http: httpx.AsyncClient, config: dict, email: str) -> dict:
     page = await http.get(reply.headers["location"])
     if page.status_code != 200:
         raise LoginFailed(f"login page {page.status_code}")
-    reply = await http.post("/login", data={"flow": _field(page.text, "flow"),
+    reply = await http.post(f"{prefix}/login", data={"flow": _field(page.text, "flow"),
                                             "csrf_token": _field(page.text, "csrf_token"),
                                             "username": email, "password": config["password"]})
     code = parse_qs(urlsplit(reply.headers.get("location", "")).query).get("code")
     if reply.status_code != 303 or not code:
         raise LoginFailed(f"login {reply.status_code}")
-    reply = await http.post("/token", auth=(config["client_id"], config["secret"]), data={
+    reply = await http.post(f"{prefix}/token", auth=(config["client_id"], config["secret"]), data={
         "grant_type": "authorization_code", "code": code[0], "redirect_uri": config["redirect_uri"],
         "code_verifier": verifier})
     if reply.status_code != 200:
@@ -67,7 +68,7 @@ async def main(config: dict) -> dict:
     emails = config["emails"]
     async with httpx.AsyncClient(base_url=config["issuer"]) as http:
         tokens = await login(http, config, emails[0])
-        keys = KeySet.import_key_set((await http.get("/jwks")).json())
+        keys = KeySet.import_key_set((await http.get(f"{config.get('prefix', '')}/jwks")).json())
         jwt.decode(tokens["id_token"], keys, algorithms=["ES256", "RS256", "EdDSA"])  # raises if bad
     start = time.monotonic()
     window = (start + warmup, start + warmup + seconds)

@@ -102,7 +102,7 @@ class Bench:
                       self.folder / f"idp-{port}.log")
 
     def start_baseline(self) -> Node:
-        env = {**self.env, "BENCH_ISSUER": self.issuer, "BENCH_FILES": str(self.folder),
+        env = {**self.env, "BENCH_ISSUER": self.issuer, "BENCH_FILES": str(self.folder), "BENCH_PASSWORD": PASSWORD,
                "BENCH_CLIENTS": json.dumps({c.client_id: c.secret for c in self.clients.values()}),
                "PYTHONPATH": str(ROOT / "bench")}
         return _start([str(BIN / "python"), "-m", "uvicorn", "baseline:app", "--log-level", "warning",
