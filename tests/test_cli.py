@@ -244,6 +244,12 @@ def test_users_add_refuses_a_non_email(cli):
     failed(idp(cli, "users", "add", "--email", "not-an-email", "--password", PASSWORD), "email")
 
 
+def test_purge_runs_one_housekeeping_round_and_says_what_it_deleted(cli):
+    # A database the fixture just made: nothing is a retention past its end yet.
+    assert json.loads(ok(idp(cli, "purge", "--json")).stdout) == {}
+    assert "nothing to delete" in ok(idp(cli, "purge")).stdout
+
+
 # ---- what the CLI made works over HTTP ---------------------------------------------------------
 
 async def test_a_client_and_user_made_with_the_cli_can_sign_in(cli):

@@ -77,10 +77,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             webhook_task = asyncio.create_task(
                 services.webhooks.run_forever(services.db, interval=settings.webhook_poll_seconds,
                                               stop=webhook_stop), name="idp-webhooks")
+        housekeeping_stop = asyncio.Event()
+        housekeeping_task = asyncio.create_task(
+            services.housekeeping.run_forever(services.db, interval=settings.housekeeping_seconds,
+                                              stop=housekeeping_stop), name="idp-housekeeping")
         _freeze_startup_heap()
         try:
             yield
         finally:
+            await _stop_worker(housekeeping_task, housekeeping_stop, "housekeeping")
             if webhook_task is not None:
                 await _stop_worker(webhook_task, webhook_stop, "webhook worker")
             if courier_task is not None:

@@ -308,6 +308,28 @@ def keys_rotate() -> None:
 
 
 @app.command()
+def purge(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Delete the sign-in and token rows nothing can use any more, once (every server does it every
+    IDP_HOUSEKEEPING_SECONDS; this is for a database whose servers are down, or cron)."""
+    from idp.services import Services
+
+    async def main() -> dict[str, int]:
+        services = Services(_settings())
+        try:
+            return await services.housekeeping.purge(services.db)
+        finally:
+            await services.close()
+
+    deleted = asyncio.run(main())
+    if as_json:
+        print(json.dumps(deleted))
+    elif not deleted:
+        console.print("nothing to delete")
+    for table, count in ({} if as_json else deleted).items():
+        console.print(f"{table}: {count:,} deleted")
+
+
+@app.command()
 def demo() -> None:
     """Create (once) and print the demo client and user that `make run` signs in with."""
     from idp.demo import ensure_demo

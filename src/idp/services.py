@@ -16,6 +16,7 @@ from idp.accounts.temporary import TemporaryPasswordService
 from idp.courier.providers import providers_from_settings
 from idp.courier.service import Courier
 from idp.db import Database
+from idp.housekeeping import Housekeeping
 from idp.keys.service import KeyRing
 from idp.ratelimit import BreakerTrip, FailoverStorage, RateLimiter, SmsGuard, log_breaker_trip
 from idp.mfa.recovery import RecoveryCodeService
@@ -125,6 +126,8 @@ class Services:
         from idp.audit.service import AuditLog
         from idp.orgs.service import OrgService
         self.audit = AuditLog()
+        self.housekeeping = Housekeeping(access_token_ttl=settings.access_token_ttl,
+                                         id_token_ttl=settings.id_token_ttl)
         from idp.events.service import Limits, WebhookService  # webhooks: the outbox every audit event feeds
         self.webhooks = WebhookService(derive_key(kek, "webhook-secret"), self.audit, Limits(
             allow_http_loopback=settings.webhook_allow_http_loopback,

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     courier_in_process: bool = True
     courier_poll_seconds: float = Field(2.0, gt=0)  # how often the worker looks for due messages
 
+    # ---- Housekeeping (housekeeping.py) ----------------------------------------------------------
+    # Every this many seconds each node deletes the sign-in and token rows nothing can use any more.
+    housekeeping_seconds: float = Field(600.0, gt=0)
+
     # ---- Webhooks (events/) ---------------------------------------------------------------------
     # Run the webhook delivery worker in the server process (many nodes may; claims are atomic).
     webhooks_in_process: bool = True

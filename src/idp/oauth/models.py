@@ -73,7 +73,7 @@ class Grant(Base):
     amr: Mapped[list] = mapped_column(JSON)
     methods: Mapped[list | None] = mapped_column(JSON)  # as BrowserSession.methods
     acr: Mapped[str | None] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)  # housekeeping's
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The organisation the tokens of this family speak for (a refresh may switch it).
     org_id: Mapped[str | None] = mapped_column(String(64))
