@@ -162,7 +162,7 @@ class FlowService:
             raise FlowError("this sign-in link has expired; start again from the application")
         if flow.state not in (state if isinstance(state, tuple) else (state,)):
             raise FlowError("this step is already done; start again from the application")
-        client = await self.s.clients.get(db, flow.client_id) if named and flow.client_id else None
+        client = await self.s.clients.get_cached(db, flow.client_id) if named and flow.client_id else None
         return FlowView(flow, AuthorizationRequest(**flow.request), client.name if client else "")
 
     async def new_flow(self, db: AsyncSession, request: AuthorizationRequest, state: FlowState, *,
@@ -619,7 +619,7 @@ class FlowService:
         if view.flow.client_id is None:
             view.flow.state = FlowState.COMPLETE
             return LoginResult(Redirect(view.request.redirect_uri), cookie)
-        client = await self.s.clients.get(db, view.flow.client_id)
+        client = await self.s.clients.get_cached(db, view.flow.client_id)
         outcome = await self.s.authorization.after_authentication(db, view.request, client, session, view.flow,
                                                                   browser)
         return LoginResult(outcome, cookie)

@@ -22,11 +22,9 @@ class SecondFactorService:
     async def has_second_factor(self, db: AsyncSession, user_id: str) -> bool:
         """A confirmed authenticator app, or a code by SMS or email chosen as second factor
         (users.code_second_factor). Recovery codes do not count: they replace a lost factor."""
-        query = select(exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None)))
-        if (await db.execute(query)).scalar():
-            return True
-        chosen = await db.execute(select(User.code_second_factor).where(User.id == user_id))
-        return chosen.scalar_one_or_none() is not None
+        app = exists().where(TotpFactor.user_id == User.id, TotpFactor.confirmed_at.is_not(None))
+        found = await db.scalar(select(User.code_second_factor.is_not(None) | app).where(User.id == user_id))
+        return bool(found)  # None: no such account
 
     async def remove_totp(self, db: AsyncSession, *, user_id: str, factor_id: str) -> bool:
         """Remove a factor; with the last one gone, the recovery codes go too (they would otherwise

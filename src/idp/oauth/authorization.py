@@ -125,7 +125,7 @@ class AuthorizationService:
         client_id = params.get("client_id")
         if "client_id" in twice or client_id is None:
             raise ErrorPage("client_id is missing or repeated")
-        client = await self.s.clients.get(db, client_id)
+        client = await self.s.clients.get_cached(db, client_id)
         if client is None:
             raise ErrorPage("unknown client")
         if "redirect_uri" in twice:
@@ -232,7 +232,7 @@ class AuthorizationService:
     async def begin(self, db: AsyncSession, items: list[tuple[str, str]],
                     session: BrowserSession | None, browser: Browser | None = None) -> Redirect | Interaction:
         request = await self.validate(db, items)
-        client = await self.s.clients.get(db, request.client_id)
+        client = await self.s.clients.get_cached(db, request.client_id)
         if session is not None:
             user = await self.s.accounts.get(db, session.user_id)
             if user is None or user.disabled_at is not None:

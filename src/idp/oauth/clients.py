@@ -386,9 +386,11 @@ class ClientService:
             return None  # PostgreSQL text cannot hold NUL: such an id is no client, not a DB error
         return await db.get(Client, client_id, with_for_update=for_update or None)
 
-    async def _for_authentication(self, db: AsyncSession, client_id: str | None) -> Client | None:
-        """The client as authentication sees it: from the cache when it is there. The object may
-        be shared with other requests and belongs to no session: read it, never change it."""
+    async def get_cached(self, db: AsyncSession, client_id: str | None) -> Client | None:
+        """The client as authentication and sign-ins see it: from the cache when it is there
+        (client_cache.py: a change through this node is seen at once, through another within the
+        cache time). The object may be shared with other requests and belongs to no session: read
+        it, never change it."""
         cached = self.cache.get(client_id) if client_id else None
         if cached is not None:
             return cached
@@ -436,7 +438,7 @@ class ClientService:
         if form.get("client_id") not in (None, client_id):
             raise InvalidRequest("client_id does not match the authenticated client")
 
-        client = await self._for_authentication(db, client_id)
+        client = await self.get_cached(db, client_id)
         if client is None or client.token_endpoint_auth_method != method:
             raise InvalidClient("client authentication failed")
         if method in ("client_secret_basic", "client_secret_post"):
