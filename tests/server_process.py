@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -88,6 +88,21 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextmanager
+def migrated_database_of_its_own(run_url: str, name: str, folder: Path) -> Iterator[str]:
+    """A migrated database for one test module, on the kind of database the run uses
+    (`run_url`): a scratch PostgreSQL database, or a SQLite file in `folder`."""
+    from idp.db.migrate import upgrade
+
+    with ExitStack() as stack:
+        if run_url.startswith("postgresql"):
+            url = stack.enter_context(scratch_database(run_url, name))
+        else:
+            url = f"sqlite+aiosqlite:///{folder}/idp.db"
+        upgrade(url)
+        yield url
 
 
 @contextmanager

@@ -8,7 +8,6 @@ tests. Time is passed to `purge(now=...)` rather than waited for."""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 
 import httpx
@@ -18,13 +17,12 @@ from sqlalchemy import func, select
 from idp import housekeeping as housekeeping_module
 from idp.app import create_app
 from idp.db import utcnow
-from idp.db.migrate import upgrade
 from idp.flows.models import AuthorizationFlow
 from idp.oauth.models import AuthorizationCode, Grant, RefreshToken, RevokedAccessToken
 from idp.sessions.models import BrowserSession
 from tests.conftest import ISSUER
 from tests.rp import RelyingParty
-from tests.server_process import scratch_database
+from tests.server_process import migrated_database_of_its_own
 from tests.token_support import (
     assert_error, grant_id_of, grant_revoked, introspect, refresh, revoke, signed_in, userinfo,
 )
@@ -34,13 +32,8 @@ DAY = timedelta(days=1)
 
 @pytest.fixture(scope="module")
 def own_database(settings, tmp_path_factory):
-    """A migrated database of this module's own, on the kind of database the run uses."""
-    with contextlib.ExitStack() as stack:
-        if settings.database_url.startswith("postgresql"):
-            url = stack.enter_context(scratch_database(settings.database_url, "test_housekeeping"))
-        else:
-            url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('housekeeping')}/idp.db"
-        upgrade(url)
+    with migrated_database_of_its_own(settings.database_url, "test_housekeeping",
+                                      tmp_path_factory.mktemp("housekeeping")) as url:
         yield url
 
 

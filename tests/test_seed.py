@@ -8,7 +8,6 @@ count; on SQLite (executemany) in a file of its own.
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -21,7 +20,7 @@ from idp.db.migrate import upgrade
 from idp.orgs.models import Membership, Organisation
 from idp.seed import SeedPlan, SeedRefused, email_of, handle_of, has_phone, seed
 from tests.rp import PASSWORD
-from tests.server_process import scratch_database
+from tests.server_process import migrated_database_of_its_own
 from tests.test_cli import _env, idp, ok
 from tests.password_support import password_owner
 
@@ -54,15 +53,8 @@ def test_impossible_plans_are_refused_before_anything_is_written(plan, message):
 
 
 @pytest.fixture(scope="module")
-def seed_database_url(tmp_path_factory):
-    run_url = os.environ.get("IDP_TEST_DATABASE_URL", "")
-    if run_url.startswith("postgresql"):
-        with scratch_database(run_url, "idp_seed") as url:
-            upgrade(url)
-            yield url
-    else:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('seed')}/idp.db"
-        upgrade(url)
+def seed_database_url(settings, tmp_path_factory):
+    with migrated_database_of_its_own(settings.database_url, "idp_seed", tmp_path_factory.mktemp("seed")) as url:
         yield url
 
 
