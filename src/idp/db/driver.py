@@ -127,11 +127,13 @@ class SqliteWriter:
         connection.execute("COMMIT")
         return result
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Close the connection in its own thread (after any transaction queued before), without
+        holding up the event loop meanwhile."""
         def close_connection() -> None:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
 
-        self._executor.submit(close_connection).result()
-        self._executor.shutdown(wait=True)
+        await asyncio.get_running_loop().run_in_executor(self._executor, close_connection)
+        self._executor.shutdown(wait=False)

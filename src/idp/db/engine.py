@@ -102,7 +102,7 @@ class Database:
 
     async def dispose(self) -> None:
         if self._sqlite_writer is not None:
-            self._sqlite_writer.close()
+            await self._sqlite_writer.close()
             self._sqlite_writer = None
         await self.engine.dispose()
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy.engine import Dialect
@@ -103,7 +103,7 @@ async def rotate(db: AsyncSession, presented_hash: str, client_id: str, now: dat
                    user=SimpleNamespace(**users.read(found[_USER_AT:])))
 
 
-@cache
+@lru_cache(maxsize=16)  # one dialect per engine: a process has one or two
 def _converters(dialect: Dialect) -> tuple[Converter, Converter]:
     return Converter(dialect, _GRANT), Converter(dialect, _USER)
 
@@ -111,7 +111,8 @@ def _converters(dialect: Dialect) -> tuple[Converter, Converter]:
 async def _rotate_sqlite(db: AsyncSession, writer: SqliteWriter | None, presented_hash: str, client_id: str,
                          now, successor: Successor, stamp):
     if writer is None or db.in_transaction():
-        # The session holds SQLite's write lock (BEGIN IMMEDIATE): the writer would wait for it.
+        # No file to share (an in-memory database), or the session holds SQLite's write lock
+        # (BEGIN IMMEDIATE) and the writer would wait for it: the ORM path, in that session.
         return None
 
     def statements(connection):
