@@ -22,9 +22,15 @@ import secrets
 import time
 from pathlib import Path
 
-from fastapi import FastAPI, Form, Header, HTTPException, Response
+from argon2 import PasswordHasher as Argon2Hasher
+from argon2 import Type
+from fastapi import FastAPI, Form, Header, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+
+from idp.accounts.passwords import PasswordHasher  # the login floor hashes as the server does
+from idp.settings import Settings
 
 app = FastAPI()
 # The same key types and sizes as the server's (keys/service.py).
@@ -105,15 +111,6 @@ async def healthz() -> dict:
 # a CSRF token → POST the password, one argon2id verification at the server's settings through the
 # server's own hasher (same threads, same priority, same concurrency) → code → token with PKCE,
 # two ES256 signatures). State lives in dicts: no database, no sessions, no audit, no rate limits.
-
-from argon2 import PasswordHasher as Argon2Hasher  # noqa: E402 - the floor's part only
-from argon2 import Type  # noqa: E402
-
-from idp.accounts.passwords import PasswordHasher  # noqa: E402
-from idp.settings import Settings  # noqa: E402
-
-from fastapi import Request  # noqa: E402
-from fastapi.responses import HTMLResponse, RedirectResponse  # noqa: E402
 
 _settings = Settings(_env_file=None)
 _HASHER = PasswordHasher(memory_kib=_settings.argon2_memory_kib, time_cost=_settings.argon2_time_cost,
