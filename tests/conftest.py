@@ -186,18 +186,27 @@ async def delivering_app(settings, smtp, gateway):
 
 
 def delivering_fixtures():
-    """The fixtures `s` (services), `rp` (a RelyingParty) and `browser` (a fresh HTTP client),
-    bound to `delivering_app`, for a module whose tests read real mail and SMS:
+    """The fixtures `s`, `rp` and `browser` (app_fixtures) bound to `delivering_app`, for a module
+    whose tests read real mail and SMS:
 
         s, rp, browser = delivering_fixtures()
     """
+    return app_fixtures("delivering_app")
+
+
+def app_fixtures(app_fixture: str):
+    """The fixtures `s` (services), `rp` (a RelyingParty) and `browser` (a fresh HTTP client),
+    bound to the app of the fixture named `app_fixture` instead of the shared one:
+
+        s, rp, browser = app_fixtures("own_app")
+    """
     @pytest.fixture
-    def s(delivering_app):
-        return delivering_app.state.services
+    def s(request):
+        return request.getfixturevalue(app_fixture).state.services
 
     @pytest.fixture
-    def rp(delivering_app, s) -> RelyingParty:
-        return RelyingParty(delivering_app, s)
+    def rp(request, s) -> RelyingParty:
+        return RelyingParty(request.getfixturevalue(app_fixture), s)
 
     @pytest.fixture
     async def browser(rp):

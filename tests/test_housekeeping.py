@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import httpx
 import pytest
 from sqlalchemy import func, select
 
@@ -20,8 +19,7 @@ from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow
 from idp.oauth.models import AuthorizationCode, Grant, RefreshToken, RevokedAccessToken
 from idp.sessions.models import BrowserSession
-from tests.conftest import ISSUER
-from tests.rp import RelyingParty
+from tests.conftest import app_fixtures
 from tests.server_process import migrated_database_of_its_own
 from tests.token_support import (
     assert_error, grant_id_of, grant_revoked, introspect, refresh, revoke, signed_in, userinfo,
@@ -44,29 +42,16 @@ async def own_app(settings, own_database):
         yield application
 
 
-@pytest.fixture
-def s(own_app):
-    return own_app.state.services
-
-
-@pytest.fixture
-def rp(own_app, s) -> RelyingParty:
-    return RelyingParty(own_app, s)
-
-
-@pytest.fixture
-async def http(own_app):
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=own_app), base_url=ISSUER) as client:
-        yield client
+s, rp, browser = app_fixtures("own_app")
 
 
 async def _count(s, model, *where) -> int:
     return await s.db.run(lambda db: db.scalar(select(func.count()).select_from(model).where(*where)))
 
 
-async def test_a_round_deletes_what_expired_a_retention_ago_and_keeps_what_is_live(http, rp, s):
-    with_refresh = await signed_in(http, rp)  # offline_access: a family with a 30-day refresh token
-    without = await signed_in(http, rp, scope="openid profile")  # no refresh token: its access token only
+async def test_a_round_deletes_what_expired_a_retention_ago_and_keeps_what_is_live(browser, rp, s):
+    with_refresh = await signed_in(browser, rp)  # offline_access: a family with a 30-day refresh token
+    without = await signed_in(browser, rp, scope="openid profile")  # no refresh token: its access token only
     assert await _count(s, AuthorizationFlow) >= 2 and await _count(s, AuthorizationCode) == 2
 
     # Within the retention nothing goes, not even what expired (flows last 15 minutes).
@@ -80,36 +65,36 @@ async def test_a_round_deletes_what_expired_a_retention_ago_and_keeps_what_is_li
     assert await _count(s, Grant, Grant.id == grant_id_of(without.access_token)) == 0
     # The family with a live refresh token stays, and its token still works.
     assert await _count(s, Grant, Grant.id == grant_id_of(with_refresh.access_token)) == 1
-    reply = await refresh(http, rp, with_refresh.client, with_refresh.refresh_token)
+    reply = await refresh(browser, rp, with_refresh.client, with_refresh.refresh_token)
     assert reply.status_code == 200, reply.text
 
     # A second round finds nothing more.
     assert await s.housekeeping.purge(s.db, now=utcnow() + 2 * DAY) == {}
 
 
-async def test_a_live_grants_access_token_keeps_working_until_its_grant_may_go(http, rp, s):
-    session = await signed_in(http, rp, scope="openid profile")
+async def test_a_live_grants_access_token_keeps_working_until_its_grant_may_go(browser, rp, s):
+    session = await signed_in(browser, rp, scope="openid profile")
     await s.housekeeping.purge(s.db, now=utcnow() + timedelta(hours=23))  # within the retention
-    assert (await userinfo(http, session.access_token)).status_code == 200
+    assert (await userinfo(browser, session.access_token)).status_code == 200
 
 
-async def test_a_spent_refresh_token_is_kept_until_it_expires_so_a_replay_still_revokes_the_family(http, rp, s):
-    session = await signed_in(http, rp)
-    rotated = await refresh(http, rp, session.client, session.refresh_token)
+async def test_a_spent_refresh_token_is_kept_until_it_expires_so_a_replay_still_revokes_the_family(browser, rp, s):
+    session = await signed_in(browser, rp)
+    rotated = await refresh(browser, rp, session.client, session.refresh_token)
     assert rotated.status_code == 200, rotated.text
     await s.housekeeping.purge(s.db, now=utcnow() + 2 * DAY)
     assert await _count(s, RefreshToken, RefreshToken.grant_id == grant_id_of(session.access_token)) == 2
 
-    assert_error(await refresh(http, rp, session.client, session.refresh_token), 400, "invalid_grant")
+    assert_error(await refresh(browser, rp, session.client, session.refresh_token), 400, "invalid_grant")
     assert await grant_revoked(s, grant_id_of(session.access_token))
-    assert_error(await refresh(http, rp, session.client, rotated.json()["refresh_token"]), 400, "invalid_grant")
+    assert_error(await refresh(browser, rp, session.client, rotated.json()["refresh_token"]), 400, "invalid_grant")
 
 
-async def test_a_revoked_family_goes_with_its_refresh_tokens_a_retention_after_its_revocation(http, rp, s):
-    session = await signed_in(http, rp)
+async def test_a_revoked_family_goes_with_its_refresh_tokens_a_retention_after_its_revocation(browser, rp, s):
+    session = await signed_in(browser, rp)
     grant_id = grant_id_of(session.access_token)
-    await refresh(http, rp, session.client, session.refresh_token)
-    await refresh(http, rp, session.client, session.refresh_token)  # a replay: the family is revoked
+    await refresh(browser, rp, session.client, session.refresh_token)
+    await refresh(browser, rp, session.client, session.refresh_token)  # a replay: the family is revoked
     assert await grant_revoked(s, grant_id)
 
     await s.housekeeping.purge(s.db, now=utcnow() + timedelta(hours=23))
@@ -118,21 +103,21 @@ async def test_a_revoked_family_goes_with_its_refresh_tokens_a_retention_after_i
     assert deleted["grants"] >= 1
     assert await _count(s, Grant, Grant.id == grant_id) == 0
     assert await _count(s, RefreshToken, RefreshToken.grant_id == grant_id) == 0  # ON DELETE CASCADE
-    assert_error(await refresh(http, rp, session.client, session.refresh_token), 400, "invalid_grant")
+    assert_error(await refresh(browser, rp, session.client, session.refresh_token), 400, "invalid_grant")
 
 
-async def test_a_revoked_access_token_leaves_the_deny_list_once_it_has_expired(http, rp, s):
-    session = await signed_in(http, rp)
-    assert (await revoke(http, session.client, session.access_token)).status_code == 200
-    jti = (await rp.verify(http, session.access_token))["jti"]
+async def test_a_revoked_access_token_leaves_the_deny_list_once_it_has_expired(browser, rp, s):
+    session = await signed_in(browser, rp)
+    assert (await revoke(browser, session.client, session.access_token)).status_code == 200
+    jti = (await rp.verify(browser, session.access_token))["jti"]
     await s.housekeeping.purge(s.db, now=utcnow())
     assert await _count(s, RevokedAccessToken, RevokedAccessToken.jti == jti) == 1
-    assert (await introspect(http, session.client, session.access_token))["active"] is False
+    assert (await introspect(browser, session.client, session.access_token))["active"] is False
     await s.housekeeping.purge(s.db, now=utcnow() + timedelta(minutes=6))  # access tokens: 5 minutes
     assert await _count(s, RevokedAccessToken, RevokedAccessToken.jti == jti) == 0
 
 
-async def test_more_rows_than_a_batch_are_all_deleted(http, rp, s, monkeypatch):
+async def test_more_rows_than_a_batch_are_all_deleted(browser, rp, s, monkeypatch):
     monkeypatch.setattr(housekeeping_module, "BATCH", 2)
     client = await rp.register()
     for _ in range(5):

@@ -58,6 +58,18 @@ async def hashing(services, limit: float = 10.0) -> None:
         await asyncio.sleep(0.005)
 
 
+async def no_connection_held(services, step: asyncio.Task) -> bool:
+    """True once the pool has no connection checked out while `step` is still hashing. An app
+    with its courier worker in process lends one to each of its rounds (every 50 ms in tests), so
+    a single look could catch one; a step that held its connection through the hash never lets
+    the count reach 0 before it ends."""
+    while not step.done():
+        if services.db.engine.pool.checkedout() == 0:
+            return True
+        await asyncio.sleep(0.002)
+    return False
+
+
 def _post(browser: httpx.AsyncClient, form: dict, email: str, password: str) -> asyncio.Task:
     return asyncio.create_task(browser.post("/login", data={**form, "username": email, "password": password}))
 

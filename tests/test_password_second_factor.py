@@ -12,7 +12,7 @@ from tests.conftest import delivering_fixtures
 from tests.mail_sms import emailed_code
 from tests.rp import PASSWORD
 from tests.test_login_steps import MFA, fields, identify, post_on, start, tokens_of
-from tests.test_password_off_transaction import SLOW_HASH, hashing, set_password_hash
+from tests.test_password_off_transaction import SLOW_HASH, hashing, no_connection_held, set_password_hash
 
 s, rp, browser = delivering_fixtures()
 
@@ -34,7 +34,7 @@ async def test_the_password_as_a_second_factor_is_hashed_with_no_connection_held
     page = await browser.get(factor)
     right = asyncio.create_task(browser.post("/login/factor", data=fields(page, answer=PASSWORD)))
     await hashing(s)
-    assert not right.done() and s.db.engine.pool.checkedout() == 0, "a connection is held while hashing"
+    assert await no_connection_held(s, right), "a connection is held while hashing"
     claims = await tokens_of(browser, rp, client, started, await right)
     assert claims["sub"] == user_id and claims["amr"] == ["otp", "pwd", "mfa"] and claims["acr"] == MFA
 
