@@ -22,6 +22,7 @@ from idp.flows.recovery import PasswordResetFlow, ResetState
 from idp.sessions.models import BrowserSession
 from tests.conftest import ISSUER
 from tests.rp import PASSWORD, RegisteredClient, RelyingParty, form_field
+from tests.test_account_pages import sign_in, submit
 from tests.test_password_reset import start_reset, submit_password
 from tests.token_support import refresh, signed_in
 
@@ -178,6 +179,29 @@ async def test_a_reset_hashes_the_new_password_with_no_transaction_open(rp, serv
 
         done = await reset
     assert done.status_code == 200, done.text
+    async with rp.browser() as other:
+        client = await rp.register()
+        assert "code" in (await rp.sign_in(other, client, email, password=NEW_PASSWORD)).params
+
+
+async def test_a_password_change_on_the_account_page_hashes_with_no_transaction_open(rp, services, settings):
+    """The current password is checked and the new one hashed between two transactions: the
+    account's row can be written meanwhile, and the change is applied after."""
+    email, user_id = await rp.user()
+    async with _slow_hashing_node(settings) as (node, browser):
+        await sign_in(rp, browser, email, page="/account/password")  # (rehashed at the node's cost)
+        change = asyncio.create_task(submit(browser, "/account/password", "/account/password",
+                                            current_password=PASSWORD, new_password=NEW_PASSWORD))
+        await hashing(node)
+        assert await no_connection_held(node, change), "a connection is held while hashing"
+
+        async def touch(db):
+            await db.execute(update(User).where(User.id == user_id).values(locale="fi"))
+        await asyncio.wait_for(services.db.run(touch), timeout=5)
+        assert node.hasher.in_flight  # written while the passwords were still being hashed
+
+        done = await change
+    assert done.status_code == 303 and done.headers["location"] == "/account/password?done=password", done.text
     async with rp.browser() as other:
         client = await rp.register()
         assert "code" in (await rp.sign_in(other, client, email, password=NEW_PASSWORD)).params

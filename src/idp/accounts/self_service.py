@@ -40,9 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
 from idp.accounts.phones import PhoneNumberError
-from idp.accounts.service import WrongPassword
+from idp.accounts.password_policy import normalise_password
 from idp.audit.service import Actor
 from idp.db import utcnow
+from idp.flows.password_check import PasswordCheck, Verdict
 from idp.flows.recovery import end_resets
 from idp.mfa.totp import TotpEnrolment
 from idp.oauth.grants.base import revoke_grant
@@ -328,34 +329,65 @@ class SelfService:
         return (await self.user(db, session)).password_hash is not None
 
     async def change_password(self, db: AsyncSession, session: BrowserSession, *, current: str,
-                              new: str, end_other_sessions: bool, locale: str | None) -> None:
+                              new: str, end_other_sessions: bool, locale: str | None) -> PasswordCheck:
         """With a password: the current one is required (ASVS 6.2.3). Without one (an account
         registered with a phone number): a recent sign-in instead. Raises PasswordRejected,
-        SelfServiceError or RateLimited (wrong current passwords are counted per account)."""
+        SelfServiceError or RateLimited (wrong current passwords are counted per account).
+
+        The checks come first and nothing is written; the hashes (the current password checked,
+        the new one made) run with no transaction open: this returns a PasswordCheck whose
+        `resume`, in a second transaction, applies the change (the route runs both, as sign-in
+        steps do: flows/password_check.py)."""
         user = await self.user(db, session)
-        has_second_factor = await self.s.factors.has_second_factor(db, user.id)
-        values = [i.value for i in await self.s.accounts.identifiers(db, user)]
-        # Every email and phone of the account, not only the primary, is off limits.
-        checked = self.s.password_policy.check(new, has_second_factor=has_second_factor,
-                                               identifiers=tuple(dict.fromkeys(
-                                                   v for v in [user.email, *values] if v)))
-        first_password = user.password_hash is None
-        if first_password:
+        checked = await self._new_password(db, user, new)
+        if user.password_hash is None:
             self.require_recent(session)
-            user.password_hash = await self.s.hasher.hash(checked)
         else:
             # Someone at an unlocked browser must not be able to guess the password here freely.
-            key = f"password-change:{user.id}"
-            await self.s.rate_limiter.test("login_per_account", key)
-            try:
-                await self.s.accounts.change_password(db, user, current, new,
-                                                      has_second_factor=has_second_factor)
-            except WrongPassword:
+            await self.s.rate_limiter.test("login_per_account", f"password-change:{user.id}")
+        return self._password_change(session, user.password_hash, current, new, checked,
+                                     end_other_sessions=end_other_sessions, locale=locale, retries=1)
+
+    async def _new_password(self, db: AsyncSession, user: User, new: str) -> str:
+        """`new` as the policy accepts it: every email and phone of the account, not only the
+        primary, is off limits."""
+        has_second_factor = await self.s.factors.has_second_factor(db, user.id)
+        values = [i.value for i in await self.s.accounts.identifiers(db, user)]
+        return self.s.password_policy.check(new, has_second_factor=has_second_factor,
+                                            identifiers=tuple(dict.fromkeys(v for v in [user.email, *values] if v)))
+
+    def _password_change(self, session: BrowserSession, seen_hash: str | None, current: str, new: str,
+                         checked: str, *, end_other_sessions: bool, locale: str | None,
+                         retries: int) -> PasswordCheck:
+        async def resume(db: AsyncSession, verdict: Verdict) -> PasswordCheck | None:
+            user = await self.user(db, session)
+            live = await self.s.sessions.get(db, session.id)
+            if live is None or live.ended_at is not None:  # signed out meanwhile
+                raise SignInRequired()
+            if user.password_hash != seen_hash:
+                # Changed while the hash ran (another tab, a reset): the current password is
+                # checked again, against the new hash, once.
+                if retries <= 0 or user.password_hash is None:
+                    raise SelfServiceError(WRONG_PASSWORD)
+                return self._password_change(session, user.password_hash, current, new, checked,
+                                             end_other_sessions=end_other_sessions, locale=locale,
+                                             retries=retries - 1)
+            if not verdict.ok:
                 try:
-                    await self.s.rate_limiter.hit("login_per_account", key)
+                    await self.s.rate_limiter.hit("login_per_account", f"password-change:{user.id}")
                 except RateLimited:
                     pass
-                raise SelfServiceError(WRONG_PASSWORD) from None
+                raise SelfServiceError(WRONG_PASSWORD)
+            await self._new_password(db, user, new)  # an identifier added meanwhile counts too
+            await self._apply_password(db, session, user, verdict.new_hash, first=seen_hash is None,
+                                       end_other_sessions=end_other_sessions, locale=locale)
+            return None
+
+        return PasswordCheck(seen_hash, normalise_password(current), resume, new_password=checked)
+
+    async def _apply_password(self, db: AsyncSession, session: BrowserSession, user: User, new_hash: str, *,
+                              first: bool, end_other_sessions: bool, locale: str | None) -> None:
+        user.password_hash = new_hash
         user.password_must_change, user.password_expires_at = False, None
         # A password reset under way (a link someone intercepted and opened) must not overwrite it.
         await end_resets(db, user.id, utcnow())
@@ -363,7 +395,7 @@ class SelfService:
             await self._end_other_sessions(db, session, revoke_all_other_grants=True)
         await db.flush()
         await self._audit(db, user, "password.changed", after={
-            "reason": "first_password" if first_password else "self_service",
+            "reason": "first_password" if first else "self_service",
             "other_sessions_ended": end_other_sessions})
         await self.notify(db, user, "password_changed", locale=locale)
 

@@ -10,20 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.errors import AccountError
 from idp.accounts.models import IDENTIFIER_KINDS, Identifier, User
-from idp.accounts.password_policy import PasswordPolicy, PasswordRejected, normalise_password
+from idp.accounts.password_policy import PasswordPolicy, PasswordRejected
 from idp.accounts.passwords import PasswordHasher
 from idp.accounts.phones import PhoneNumberError, PhonePolicy
 from idp.db import utcnow
 
 __all__ = ["AccountError", "AccountNotFound", "AccountService", "IdentifierNeeded", "IdentifierTaken",
-           "InvalidIdentifier", "PasswordRejected", "WrongPassword", "user_claims"]
-
-
-class WrongPassword(AccountError):
-    """The current password given to confirm a change does not match."""
-
-    def __init__(self) -> None:
-        super().__init__("the current password is not correct")
+           "InvalidIdentifier", "PasswordRejected", "user_claims"]
 
 
 class IdentifierTaken(AccountError):
@@ -345,22 +338,6 @@ class AccountService:
 
     async def get(self, db: AsyncSession, user_id: str) -> User | None:
         return await db.get(User, user_id)
-
-    async def change_password(self, db: AsyncSession, user: User, current: str, new: str, *,
-                              has_second_factor: bool) -> None:
-        """Set a new password after checking the current one (ASVS 6.2.3). Ending other sessions
-        and notifying the person are the caller's (the page offers the first; 63B-4 §3.1.1.2).
-
-        The new password is checked before the current one is verified, so a policy error costs
-        no hash; a wrong current password raises WrongPassword.
-        """
-        # An account registered with a phone number has no email (None is no identifier).
-        new = self.policy.check(new, has_second_factor=has_second_factor,
-                                identifiers=(user.email,) if user.email else ())
-        if not await self.hasher.verify(user.password_hash, normalise_password(current)):
-            raise WrongPassword()
-        user.password_hash = await self.hasher.hash(new)
-        await db.flush()
 
     async def count(self, db: AsyncSession) -> int:
         return (await db.execute(select(func.count()).select_from(User))).scalar_one()

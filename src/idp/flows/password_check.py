@@ -18,6 +18,7 @@ was not computed against.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,15 +41,29 @@ class Verdict:
 class PasswordCheck:
     """A step paused before its hash: check `password` against `password_hash` (None: no
     account, and the dummy hash spends the same time), then `resume(db, verdict)` in a new
-    transaction; it returns what the step returns (or another PasswordCheck, to check again)."""
+    transaction; it returns what the step returns (or another PasswordCheck, to check again).
+
+    A change of password (`new_password`, NFKC form) hashes it when `password` passes; there a
+    `password_hash` of None is an account with no password yet, and nothing is checked."""
 
     password_hash: str | None
     password: str  # NFKC form (password_policy.normalise_password), as hashes are made of
     resume: Callable[[AsyncSession, Verdict], Awaitable[object]]
     rehash: bool = False
     replace: bool = False
+    new_password: str | None = None
+
+    def then(self, answer: object) -> PasswordCheck:
+        """This check, answering `answer` (a page) once its `resume` has done its work."""
+        async def resume(db: AsyncSession, verdict: Verdict) -> object:
+            result = await self.resume(db, verdict)
+            return result.then(answer) if isinstance(result, PasswordCheck) else answer
+        return dataclasses.replace(self, resume=resume)
 
     async def run(self, hasher: PasswordHasher) -> Verdict:
+        if self.new_password is not None:
+            ok = self.password_hash is None or await hasher.verify(self.password_hash, self.password)
+            return Verdict(ok, await hasher.hash(self.new_password) if ok else None)
         ok = await hasher.verify(self.password_hash, self.password)
         outdated = ok and self.rehash and self.password_hash and hasher.needs_rehash(self.password_hash)
         if outdated or (self.replace and not ok):

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.self_service import SelfService, SelfServiceError, SignInRequired
+from idp.flows.password_check import PasswordCheck
 from idp.otp.service import CodeProblem, ResendTooSoon, TooManyAttempts
 from idp.ratelimit.errors import RateLimited
 from idp.sessions.models import BrowserSession
@@ -128,7 +129,9 @@ async def _show(request: Request, page: Page, *, error: str | None = None, error
 
 
 async def _act(request: Request, form_name: str, page: Page, action: Action) -> Response:
-    """Check the session and CSRF, run `action` in one transaction, map refusals to the page."""
+    """Check the session and CSRF, run `action` in one transaction, map refusals to the page. An
+    action that needs a password hash returns a PasswordCheck (flows/password_check.py): its
+    transaction commits, the hash runs with none open, and it resumes in a second one."""
     s, csrf = services(request), Csrf(request)
     form = await request.form()
 
@@ -139,7 +142,11 @@ async def _act(request: Request, form_name: str, page: Page, action: Action) -> 
         return await action(s.self_service, db, session, form)
 
     try:
-        return await s.db.run(work)
+        result = await s.db.run(work)
+        while isinstance(result, PasswordCheck):
+            verdict = await result.run(s.hasher)
+            result = await s.db.run(lambda db, resume=result.resume: resume(db, verdict))
+        return result
     except SignInRequired as exc:  # and ReauthRequired: nothing was changed (rolled back)
         return await _sign_in(request, page.path, exc)
     except _Forged:
@@ -274,10 +281,10 @@ async def password_page(request: Request) -> Response:
 async def password_submit(request: Request) -> Response:
     async def action(ss, db, session, form):
         end_others = form.get("end_other_sessions") == "yes"
-        await ss.change_password(
+        check = await ss.change_password(
             db, session, current=_field(form, "current_password"), new=_field(form, "new_password"),
             end_other_sessions=end_others, locale=_locale(request))
-        return _see("/account/password?done=" + ("password_others" if end_others else "password"))
+        return check.then(_see("/account/password?done=" + ("password_others" if end_others else "password")))
     return await _act(request, "password", PASSWORD, action)
 
 
