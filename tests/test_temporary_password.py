@@ -20,6 +20,7 @@ from idp.accounts.temporary import (
 )
 from idp.courier.models import CourierMessage
 from idp.db import utcnow
+from idp.flows.password_check import PasswordCheck
 from idp.services import Services
 from idp.sessions.models import BrowserSession
 from idp.settings import Settings
@@ -191,8 +192,14 @@ async def test_expired_is_true_only_after_the_lifetime_of_a_temporary_password(s
 # ---- the forced change at sign-in ---------------------------------------------------------------
 
 async def _complete(s, user_id: str, new_password: str) -> None:
+    """As the sign-in step does it: the policy, then (with no transaction open) the new password
+    checked against the temporary one and hashed, then the change."""
+    user = await _load(s, user_id)
+    checked = await s.db.run(lambda db: s.temporary_passwords.check_new(db, user, new_password))
+    verdict = await PasswordCheck(user.password_hash, checked, resume=None, replace=True).run(s.hasher)
+
     async def work(db):
-        await s.temporary_passwords.complete_change(db, await db.get(User, user_id), new_password)
+        await s.temporary_passwords.complete_change(db, await db.get(User, user_id), new_password, verdict=verdict)
     await s.db.run(work)
 
 

@@ -27,12 +27,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.errors import AccountError
 from idp.accounts.models import Identifier, User
-from idp.accounts.password_policy import PasswordRejected, normalise_password
+from idp.accounts.password_policy import PasswordRejected
 from idp.audit.service import SYSTEM, Actor
 from idp.db import utcnow
 from idp.sessions.sign_out import end_everything
 
 if TYPE_CHECKING:
+    from idp.flows.password_check import Verdict
     from idp.services import Services
 
 Via = Literal["email", "sms"]
@@ -165,24 +166,23 @@ class TemporaryPasswordService:
             new_password, identifiers=await self._identifiers(db, user),
             has_second_factor=await self.s.factors.has_second_factor(db, user.id))
 
-    async def complete_change(self, db: AsyncSession, user: User, new_password: str, *,
-                              actor: Actor | None = None, new_hash: str | None = None) -> None:
+    async def complete_change(self, db: AsyncSession, user: User, new_password: str, *, verdict: Verdict,
+                              actor: Actor | None = None) -> None:
         """The forced change at sign-in: the person's own password replaces the temporary one.
         Raises NoChangePending, TemporaryPasswordExpired, PasswordRejected or SameAsTemporary.
-        `actor`: the person (default) and the client they signed in for, for `password.changed`.
-        `new_hash`: the hash of `new_password`, from a caller that made it, and found it is not
-        the temporary one, outside its transaction (the sign-in step, flows/password_check.py)."""
+        `verdict`: check_new's answer checked against the temporary password and, when it is not
+        that one, hashed, both outside the caller's transaction (a PasswordCheck with `replace`:
+        flows/password_check.py). `actor`: the person (default) and the client they signed in
+        for, for `password.changed`."""
         if not user.password_must_change:
             raise NoChangePending()
         if self.expired(user):
             raise TemporaryPasswordExpired()
-        password = await self.check_new(db, user, new_password)
-        if new_hash is None:
+        await self.check_new(db, user, new_password)  # an identifier added meanwhile counts too
+        if verdict.ok:
             # The temporary one sat in a mailbox or on a phone screen: it cannot become permanent.
-            if await self.s.hasher.verify(user.password_hash, normalise_password(password)):
-                raise SameAsTemporary()
-            new_hash = await self.s.hasher.hash(password)
-        user.password_hash = new_hash
+            raise SameAsTemporary()
+        user.password_hash = verdict.new_hash
         user.password_must_change, user.password_expires_at = False, None
         await self.s.audit.record(db, actor or Actor.user(user.id), "password.changed", target_type="user",
                                   target_id=user.id, after={"reason": "temporary_replaced"})

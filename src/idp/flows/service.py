@@ -41,7 +41,6 @@ from idp.accounts.errors import AccountError
 from idp.accounts.models import User
 from idp.accounts.password_policy import normalise_password
 from idp.accounts.phones import PhoneNumberError
-from idp.accounts.temporary import SameAsTemporary
 from idp.audit.service import Actor
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow, FlowState
@@ -564,11 +563,8 @@ class FlowService:
 
         async def changed(db: AsyncSession, view: FlowView, user: User | None, verdict: Verdict) -> LoginResult:
             user = await self._changing_temporary(db, view, user)
-            if verdict.ok:  # the temporary password itself
-                raise SameAsTemporary()
-            await self.s.temporary_passwords.complete_change(  # PasswordRejected
-                db, user, checked, actor=Actor.user(user.id, client_id=view.flow.client_id),
-                new_hash=verdict.new_hash)
+            await self.s.temporary_passwords.complete_change(  # PasswordRejected, SameAsTemporary
+                db, user, checked, verdict=verdict, actor=Actor.user(user.id, client_id=view.flow.client_id))
             return await self._start_session(db, view, user, browser)
 
         return self._password_check(view, user, checked, browser, account, changed, replace=True)
