@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from idp import housekeeping as housekeeping_module
+from idp.housekeeping import Housekeeping
 from idp.app import create_app
 from idp.db import utcnow
 from idp.flows.models import AuthorizationFlow
@@ -72,10 +73,19 @@ async def test_a_round_deletes_what_expired_a_retention_ago_and_keeps_what_is_li
     assert await s.housekeeping.purge(s.db, now=utcnow() + 2 * DAY) == {}
 
 
-async def test_a_live_grants_access_token_keeps_working_until_its_grant_may_go(browser, rp, s):
+async def test_the_retention_outlasts_the_longest_token_lifetime(browser, rp, s):
+    """A family without a refresh token goes once its access and ID tokens cannot be live any
+    more: with access tokens of three days, not after two."""
     session = await signed_in(browser, rp, scope="openid profile")
-    await s.housekeeping.purge(s.db, now=utcnow() + timedelta(hours=23))  # within the retention
+    grant = Grant.id == grant_id_of(session.access_token)
+    long_lived = Housekeeping(access_token_ttl=3 * 86400, id_token_ttl=600)
+    assert long_lived.retention == timedelta(days=6)
+    await long_lived.purge(s.db, now=utcnow() + 2 * DAY)
+    assert await _count(s, Grant, grant) == 1
     assert (await userinfo(browser, session.access_token)).status_code == 200
+    await s.housekeeping.purge(s.db, now=utcnow() + 2 * DAY)  # the default: 5-minute access tokens
+    assert await _count(s, Grant, grant) == 0
+    assert_error(await userinfo(browser, session.access_token), 401, "invalid_token")
 
 
 async def test_a_spent_refresh_token_is_kept_until_it_expires_so_a_replay_still_revokes_the_family(browser, rp, s):

@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import event, select, text
 
 from idp.app import create_app
@@ -130,7 +131,7 @@ async def test_refusals_on_the_warm_node_change_nothing(http, rp, services, sett
 
 async def test_on_sqlite_a_refresh_waits_for_another_writer_and_then_succeeds(http, rp, services, settings):
     if not settings.database_url.startswith("sqlite"):
-        return  # PostgreSQL has row locks, tested by the parallel use above
+        pytest.skip("PostgreSQL has row locks, tested by the parallel use above")
     session = await signed_in(http, rp)
     async with _warm_node(settings) as (_, node_http):
         presented = await _warmed(node_http, rp, session)
@@ -150,7 +151,7 @@ async def test_on_postgresql_a_dead_pooled_connection_answers_503_once_and_chang
     (a database restart) fails that request with the outage answer, leaves the token as it was,
     and is replaced: the next try succeeds."""
     if not settings.database_url.startswith("postgresql"):
-        return  # SQLite has no server to lose
+        pytest.skip("SQLite has no server to lose")
     monkeypatch.setattr(engine_module, "IDLE_BEFORE_PING", 3600.0)  # no ping to find it dead first
     session = await signed_in(http, rp)
     async with _warm_node(settings, db_pool_size=1) as (node, node_http):
