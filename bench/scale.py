@@ -15,7 +15,8 @@ THE DATABASE IS EMPTIED FIRST (DROP SCHEMA public CASCADE): give it one of its o
    again and measure the same (signing in as accounts of the big seed).
 3. EXPLAIN, at full size, the queries of the hot lookups as the services build them (captured
    from the real service calls): identifier at sign-in, user by id, memberships of a user, client
-   by id, refresh token by hash. A sequential scan is reported; when the table is small the plan
+   by id, and the refresh grant's rotation statement (oauth/grants/refresh_rotation.py, which runs
+   on the driver, EXPLAINed as it is). A sequential scan is reported; when the table is small the plan
    is checked again with `enable_seqscan = off`, which tells "no usable index" from "the planner
    prefers a scan of a tiny table".
 
@@ -45,6 +46,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 
+from stack import IDP_SERVER, free_port, start_server
+
 BIN = Path(sys.executable).parent
 PASSWORD = "bench seed password, the same for every account"
 REDIRECT_URI = "http://127.0.0.1:9/callback"
@@ -58,7 +61,7 @@ def main() -> None:
     if not url.startswith("postgresql"):
         sys.exit("IDP_BENCH_DATABASE_URL must name a PostgreSQL database (it is emptied first)")
     folder = Path(tempfile.mkdtemp(prefix="idp-scale-"))
-    port = _free_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("IDP_")},
            "IDP_DATABASE_URL": url, "IDP_ISSUER": f"http://127.0.0.1:{port}",
            "IDP_DEV_KEY_DIR": str(folder / "keys"), "IDP_LOG_LEVEL": "WARNING",
@@ -164,7 +167,7 @@ def _measure(args, env: dict, port: int, folder: Path, code_client: dict, cc_cli
     from idp.seed import email_of
 
     base = f"http://127.0.0.1:{port}"
-    server = _start(env, port, folder / f"server-{prefix}.log")
+    server = start_server(IDP_SERVER, env, port, folder / f"server-{prefix}.log")
     try:
         # Accounts scattered over the whole seed, so the lookups are not all in hot pages.
         indices = [i for i in random.Random(6).sample(range(accounts), min(accounts, 2000)) if email_of(prefix, i)]
@@ -189,8 +192,7 @@ def _measure(args, env: dict, port: int, folder: Path, code_client: dict, cc_cli
             userinfo, _ = _timed(args.samples, lambda k: _ok(http.get(
                 "/userinfo", headers={"Authorization": f"Bearer {access}"})))
     finally:
-        server.terminate()
-        server.wait(timeout=20)
+        server.stop()
     return {"password login (authorize → token)": logins, "client_credentials token": client_credentials,
             "refresh_token grant": refreshes, "userinfo (with memberships)": userinfo}
 
@@ -234,34 +236,15 @@ def _login(base: str, client: dict, email: str) -> dict:
             "code_verifier": verifier}))
 
 
-def _start(env: dict, port: int, log: Path) -> subprocess.Popen:
-    server = subprocess.Popen([str(BIN / "python"), "-m", "uvicorn", "idp.app:create_app", "--factory",
-                               "--port", str(port), "--log-level", "warning", "--no-access-log"],
-                              env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    for _ in range(300):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"server did not start: {log.read_text()[-1000:]}")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # ---- EXPLAIN of the hot lookups ---------------------------------------------------------------
 
 async def _explain(env: dict, client_id: str, bulk_accounts: int) -> list[dict]:
     """Run each hot lookup through the real service, capture the SELECT it sends, EXPLAIN it."""
     from sqlalchemy import event, select
 
+    from idp.db import utcnow
+    from idp.db.driver import postgres_fetch
+    from idp.oauth.grants import refresh_rotation
     from idp.oauth.models import RefreshToken
     from idp.seed import email_of
     from idp.services import Services
@@ -275,21 +258,31 @@ async def _explain(env: dict, client_id: str, bulk_accounts: int) -> list[dict]:
     event.listen(s.db.engine.sync_engine, "before_cursor_execute",
                  lambda conn, cursor, statement, params, context, many: captured.append((statement, params)))
 
-    async def one(db, what: str, call) -> dict:
-        captured.clear()
-        await call()
-        statement, params = next((c for c in captured if c[0].lstrip().upper().startswith("SELECT")),
-                                 (None, None))
-        plan = await _plan(db, statement, params)
+    async def judged(db, what: str, explain) -> dict:
+        plan = await explain()
         finding = {"lookup": what, "plan": plan, "verdict": "index"}
         if "Seq Scan" in plan:
             rows = {m: int(n) for m, n in re.findall(r"Seq Scan on (\w+) .*?rows=(\d+)", plan)}
             connection = await db.connection()
             await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-            forced = await _plan(db, statement, params)
+            forced = await explain()
             await connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
             finding["verdict"] = "no index" if "Seq Scan" in forced else f"small table, index usable ({rows})"
         return finding
+
+    async def one(db, what: str, call) -> dict:
+        captured.clear()
+        await call()
+        statement, params = next((c for c in captured if c[0].lstrip().upper().startswith("SELECT")),
+                                 (None, None))
+        return await judged(db, what, lambda: _plan(db, statement, params))
+
+    async def rotation_plan(db, token_hash: str) -> str:
+        """The refresh grant's one statement (it runs on the driver, unseen by SQLAlchemy's events)."""
+        now = utcnow()
+        rows = await postgres_fetch(db, "EXPLAIN " + refresh_rotation.POSTGRES_ROTATION, token_hash, client_id,
+                                    now, "0" * 64, now)
+        return "\n".join(row[0] for row in rows)
 
     async def work(db):
         user = await s.accounts.find_by_login(db, one_email)
@@ -300,8 +293,7 @@ async def _explain(env: dict, client_id: str, bulk_accounts: int) -> list[dict]:
             await one(db, "user by id", lambda: s.accounts.get(db, user.id)),
             await one(db, "memberships of a user", lambda: s.orgs.memberships_of(db, user.id)),
             await one(db, "client by id", lambda: s.clients.get(db, client_id)),
-            await one(db, "refresh token by hash", lambda: db.execute(
-                select(RefreshToken).where(RefreshToken.token_hash == token_hash))),  # as grants/refresh_token.py
+            await judged(db, "refresh rotation (by token hash)", lambda: rotation_plan(db, token_hash)),
         ]
 
     try:

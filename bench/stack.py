@@ -23,6 +23,9 @@ BIN = Path(sys.executable).parent
 SERVER_CORE, LOAD_CORE = "0", "1"
 PASSWORD = "bench password, long enough to pass the policy"
 LOGIN_USERS = 32
+# The idp as production runs it (one uvicorn process, no access log).
+IDP_SERVER = [str(BIN / "python"), "-m", "uvicorn", "idp.app:create_app", "--factory", "--log-level", "warning",
+              "--no-access-log"]
 
 
 @dataclass
@@ -97,16 +100,14 @@ class Bench:
 
     def start_idp(self, port: int | None = None, core: str = SERVER_CORE) -> Node:
         port = port or int(self.issuer.rsplit(":", 1)[1])  # the first node answers at the issuer
-        return _start([str(BIN / "python"), "-m", "uvicorn", "idp.app:create_app", "--factory",
-                       "--log-level", "warning", "--no-access-log"], self.env, port, core,
-                      self.folder / f"idp-{port}.log")
+        return start_server(IDP_SERVER, self.env, port, self.folder / f"idp-{port}.log", core=core)
 
     def start_baseline(self) -> Node:
         env = {**self.env, "BENCH_ISSUER": self.issuer, "BENCH_FILES": str(self.folder), "BENCH_PASSWORD": PASSWORD,
                "BENCH_CLIENTS": json.dumps({c.client_id: c.secret for c in self.clients.values()}),
                "PYTHONPATH": str(ROOT / "bench")}
-        return _start([str(BIN / "python"), "-m", "uvicorn", "baseline:app", "--log-level", "warning",
-                       "--no-access-log"], env, free_port(), SERVER_CORE, self.folder / "baseline.log")
+        return start_server([str(BIN / "python"), "-m", "uvicorn", "baseline:app", "--log-level", "warning",
+                             "--no-access-log"], env, free_port(), self.folder / "baseline.log", core=SERVER_CORE)
 
     def close(self) -> None:
         for node in (self.idp, self.baseline):
@@ -118,8 +119,10 @@ class Bench:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _start(args: list[str], env: dict, port: int, core: str, log: Path) -> Node:
-    process = subprocess.Popen(["taskset", "-c", core, *args, "--port", str(port)], env=env,
+def start_server(args: list[str], env: dict, port: int, log: Path, *, core: str | None = None) -> Node:
+    """Start `args` on `port` (pinned to `core` when given) and wait until /healthz answers."""
+    pinned = ["taskset", "-c", core] if core is not None else []
+    process = subprocess.Popen([*pinned, *args, "--port", str(port)], env=env,
                                stdout=log.open("w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):

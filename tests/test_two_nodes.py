@@ -148,6 +148,15 @@ def _verify(token: str, keys: KeySet) -> tuple[dict, dict]:
     return decoded.header, decoded.claims
 
 
+def _form_across(browser: httpx.Client, shown_by: Node, page: str, posted_to: Node, action: str,
+                 **fields: str) -> httpx.Response:
+    """GET a flow's page from one node and POST its form (flow id, CSRF token, `fields`) to another."""
+    shown = browser.get(shown_by.url(page))
+    assert shown.status_code == 200, shown.text
+    return browser.post(posted_to.url(action), data={
+        "flow": form_field(shown.text, "flow"), "csrf_token": form_field(shown.text, "csrf_token"), **fields})
+
+
 def _token(node: Node, http: httpx.Client, client, data: dict) -> httpx.Response:
     return http.post(node.url("/token"), data=data, auth=client)
 
@@ -169,19 +178,14 @@ def test_a_code_flow_whose_steps_alternate_between_the_nodes(nodes):
         assert start.status_code == 303, start.text
         assert start.headers["location"].startswith("/login")
 
-        page = browser.get(b.url(start.headers["location"]))  # the CSRF cookie came from A
-        assert page.status_code == 200, page.text
-        login = browser.post(a.url("/login"), data={
-            "flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token"),
-            "username": account, "password": PASSWORD})
+        # The CSRF cookie came from A; the login page is B's, its form is posted to A.
+        login = _form_across(browser, b, start.headers["location"], a, "/login",
+                             username=account, password=PASSWORD)
         assert login.status_code == 303, login.text
         assert login.headers["location"].startswith("/consent")
 
-        page = browser.get(b.url(login.headers["location"]))  # the session cookie came from A
-        assert page.status_code == 200, page.text
-        consent = browser.post(a.url("/consent"), data={
-            "flow": form_field(page.text, "flow"), "csrf_token": form_field(page.text, "csrf_token"),
-            "decision": "allow"})
+        # The session cookie came from A; the consent page is B's, its answer goes to A.
+        consent = _form_across(browser, b, login.headers["location"], a, "/consent", decision="allow")
         assert consent.status_code == 303, consent.text
         assert consent.headers["location"].startswith(REDIRECT_URI)
         back = query_of(consent.headers["location"])

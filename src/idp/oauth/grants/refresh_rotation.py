@@ -43,7 +43,7 @@ _SUCCESSOR_COLUMNS = "token_hash, grant_id, client_id, scope, created_at, expire
 # One statement, atomic on its own. Of parallel refreshes with one token, the first locks the row
 # (FOR UPDATE); the others wait, then find it used (PostgreSQL re-checks the conditions on the
 # updated row) and return nothing: the ORM path sees the reuse and revokes the family.
-_POSTGRES = f"""
+POSTGRES_ROTATION = f"""
 WITH presented AS (
     SELECT t.token_hash AS presented_hash, {_SELECTED} FROM {_JOINED}
     WHERE {_RULES.format(hash="$1", client="$2", now="$3")}
@@ -91,7 +91,7 @@ async def rotate(db: AsyncSession, presented_hash: str, client_id: str, now: dat
     dialect = db.bind.dialect
     stamp = Converter.binder(dialect, _EXPIRES_AT)
     if dialect.name == "postgresql":
-        rows = await postgres_fetch(db, _POSTGRES, presented_hash, client_id, stamp(now),
+        rows = await postgres_fetch(db, POSTGRES_ROTATION, presented_hash, client_id, stamp(now),
                                     successor.token_hash, stamp(successor.expires_at))
         found = rows[0] if rows else None
     else:
