@@ -20,7 +20,7 @@ from idp.accounts.temporary import (
 )
 from idp.courier.models import CourierMessage
 from idp.db import utcnow
-from idp.flows.password_check import PasswordCheck
+from idp.flows.password_check import PasswordCheck, run_pausing_for_hashes
 from idp.services import Services
 from idp.sessions.models import BrowserSession
 from idp.settings import Settings
@@ -242,11 +242,8 @@ async def test_a_password_reset_replaces_a_pending_temporary_password(s, rp, smt
                                                       browser="one browser"))
     code = await emailed_code(smtp, user.email, 2)  # the first mail is the temporary password
     await s.db.run(lambda db: s.recovery.verify_code(db, flow.id, code, browser="one browser"))
-    checked = await s.db.run(lambda db: s.recovery.check_new_password(db, flow.id, OWN_PASSWORD,
-                                                                       browser="one browser"))
-    new_hash = await s.hasher.hash(checked)
-    await s.db.run(lambda db: s.recovery.set_password(db, flow.id, OWN_PASSWORD, browser="one browser",
-                                                      new_hash=new_hash))
+    await run_pausing_for_hashes(s.db, s.hasher, lambda db: s.recovery.set_password(
+        db, flow.id, OWN_PASSWORD, browser="one browser"))
 
     stored = await _load(s, user.id)
     assert (stored.password_must_change, stored.password_expires_at) == (False, None)

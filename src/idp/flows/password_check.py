@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 if TYPE_CHECKING:
     from idp.accounts.passwords import PasswordHasher
+    from idp.db import Database
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,14 @@ class PasswordCheck:
         if outdated or (self.replace and not ok):
             return Verdict(ok, await hasher.hash(self.password))
         return Verdict(ok)
+
+
+async def run_pausing_for_hashes(database: Database, hasher: PasswordHasher,
+                                 work: Callable[[AsyncSession], Awaitable[object]]) -> object:
+    """Run `work` in a transaction; while what it returns is a PasswordCheck, hash with no
+    transaction open and resume in a new one. What the last transaction returns."""
+    result = await database.run(work)
+    while isinstance(result, PasswordCheck):
+        verdict = await result.run(hasher)
+        result = await database.run(lambda db, resume=result.resume: resume(db, verdict))
+    return result

@@ -34,6 +34,7 @@ from idp.accounts.phones import PhoneNumberError
 from idp.audit.service import Actor
 from idp.db import Base, new_id, utcnow
 from idp.flows.bound import BoundFlowColumns, BoundFlows, login_flow_or_none
+from idp.flows.password_check import PasswordCheck, Verdict
 from idp.otp.service import CodeInvalid, Purpose, ResendTooSoon, TooManyAttempts
 from idp.sessions.sign_out import end_everything
 from idp.ui.i18n import N_
@@ -197,21 +198,25 @@ class RecoveryService(BoundFlows[PasswordResetFlow]):
             identifiers=tuple(dict.fromkeys(v for v in [user.email, *values] if v)))
         return flow, user, password
 
-    async def check_new_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
-                                 browser: str | None) -> str:
-        """The first of set_password's two transactions: everything it checks, and nothing
-        written. Returns the password to hash (its NFKC form); the route hashes it with no
-        transaction open (argon2id held SQLite's write lock and a row lock for its whole time)."""
-        _, _, password = await self._checked(db, flow_id, new_password, browser=browser)
-        return password
-
     async def set_password(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
-                           browser: str | None, new_hash: str) -> ResetDone:
-        """CODE_VERIFIED or LINK_OPENED → COMPLETED: `new_hash` (of check_new_password's answer
-        for this `new_password`) stored, every session and token family ended, the person
-        notified, the audit event written. Everything is checked again first, under the locks:
-        the flow may have ended or the account changed while the hash ran. Raises
-        PasswordRejected or RecoveryError (the flow stays where it was)."""
+                           browser: str | None) -> PasswordCheck:
+        """CODE_VERIFIED or LINK_OPENED → COMPLETED: the new password's hash stored, every
+        session and token family ended, the person notified, the audit event written. Raises
+        PasswordRejected or RecoveryError (the flow stays where it was).
+
+        This transaction checks and writes nothing; the hash is made with none open (argon2id
+        held SQLite's write lock and the account's row lock for its whole time): the returned
+        PasswordCheck's `resume` checks everything again under the locks (the flow may have
+        ended or the account changed meanwhile) and stores it (flows/password_check.py)."""
+        _, _, password = await self._checked(db, flow_id, new_password, browser=browser)
+
+        async def resume(db: AsyncSession, verdict: Verdict) -> ResetDone:
+            return await self._store(db, flow_id, new_password, browser=browser, new_hash=verdict.new_hash)
+
+        return PasswordCheck(None, "", resume, new_password=password)
+
+    async def _store(self, db: AsyncSession, flow_id: str | None, new_password: str, *,
+                     browser: str | None, new_hash: str) -> ResetDone:
         flow, user, _ = await self._checked(db, flow_id, new_password, browser=browser)
         now = utcnow()
         via = "link" if flow.state == ResetState.LINK_OPENED else "code"

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.self_service import SelfService, SelfServiceError, SignInRequired
-from idp.flows.password_check import PasswordCheck
+from idp.flows.password_check import run_pausing_for_hashes
 from idp.otp.service import CodeProblem, ResendTooSoon, TooManyAttempts
 from idp.ratelimit.errors import RateLimited
 from idp.sessions.models import BrowserSession
@@ -142,11 +142,7 @@ async def _act(request: Request, form_name: str, page: Page, action: Action) -> 
         return await action(s.self_service, db, session, form)
 
     try:
-        result = await s.db.run(work)
-        while isinstance(result, PasswordCheck):
-            verdict = await result.run(s.hasher)
-            result = await s.db.run(lambda db, resume=result.resume: resume(db, verdict))
-        return result
+        return await run_pausing_for_hashes(s.db, s.hasher, work)
     except SignInRequired as exc:  # and ReauthRequired: nothing was changed (rolled back)
         return await _sign_in(request, page.path, exc)
     except _Forged:

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from idp.accounts.password_policy import PasswordRejected
 from idp.accounts.temporary import SameAsTemporary
 from idp.flows.models import FlowState
-from idp.flows.password_check import PasswordCheck
+from idp.flows.password_check import run_pausing_for_hashes
 from idp.flows.service import (
     IDENTIFIER_STATES, AccountDisabled, Browser, FlowError, FlowView, LoginFailed, SecondFactorFailed,
 )
@@ -112,10 +112,7 @@ async def _run_step(request: Request, step, on_error) -> Response:
     hash runs with no connection held, and the step resumes in a second transaction."""
     s = services(request)
     try:
-        result = await s.db.run(step)
-        while isinstance(result, PasswordCheck):
-            verdict = await result.run(s.hasher)
-            result = await s.db.run(lambda db, resume=result.resume: resume(db, verdict))
+        result = await run_pausing_for_hashes(s.db, s.hasher, step)
     except FlowError as exc:
         return error_page(request, str(exc))
     except AccountDisabled:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from idp.accounts.password_policy import PasswordRejected
+from idp.flows.password_check import run_pausing_for_hashes
 from idp.flows.recovery import READY, RecoveryError, ResetState
 from idp.flows.reset_links import ResetLinkGone, ResetLinkNotFound
 from idp.otp.service import CodeProblem
@@ -159,11 +160,8 @@ async def password_submit(request: Request) -> Response:
         return error_page(request, FORM_EXPIRED, status_code=403)
     typed, browser = str(form.get("password", "")), browser_cookie(request)
     try:
-        # Checked, hashed with no transaction open, then checked again and stored (recovery.py).
-        password = await s.db.run(lambda db: s.recovery.check_new_password(db, flow_id, typed, browser=browser))
-        new_hash = await s.hasher.hash(password)
-        done = await s.db.run(lambda db: s.recovery.set_password(db, flow_id, typed, browser=browser,
-                                                                 new_hash=new_hash))
+        done = await run_pausing_for_hashes(s.db, s.hasher, lambda db: s.recovery.set_password(
+            db, flow_id, typed, browser=browser))
     except RecoveryError as exc:
         return error_page(request, str(exc))
     except PasswordRejected as exc:
